@@ -1,0 +1,247 @@
+package keys
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// modify is the read-modify-write of every edit: it reads the file, refuses
+// when it is not what the store last read (ErrConflict) or does not parse,
+// lets change compute the new content, checks that the new content parses,
+// saves it atomically and swaps the snapshot.
+func (s *Store) modify(change func(d *document) ([]byte, error)) (*Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	data, missing, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	if stateOf(data, missing) != s.seen {
+		return nil, ErrConflict
+	}
+	d := parse(s.path, data)
+	if err := d.err(); err != nil {
+		return nil, fmt.Errorf("the key file has errors, fix them first: %w", err)
+	}
+	out, err := change(d)
+	if err != nil {
+		return nil, err
+	}
+	if !missing && bytes.Equal(out, data) {
+		return s.snap.Load(), nil // nothing to change
+	}
+	nd := parse(s.path, out)
+	if err := nd.err(); err != nil {
+		// A bug in keyfocus, never the operator's: refuse rather than save.
+		return nil, fmt.Errorf("internal error: the edited key file would not parse (%w); nothing saved", err)
+	}
+	if err := writeAtomic(s.path, out); err != nil {
+		return nil, err
+	}
+	snap := NewSnapshot(s.path, nd.entries, s.opt.Now())
+	s.seen = stateOf(out, false)
+	s.snap.Store(snap)
+	return snap, nil
+}
+
+// splice replaces data[start:end] with repl.
+func splice(data []byte, start, end int, repl string) []byte {
+	out := make([]byte, 0, len(data)-(end-start)+len(repl))
+	out = append(out, data[:start]...)
+	out = append(out, repl...)
+	return append(out, data[end:]...)
+}
+
+// Add generates a key for spec, stores it hashed ("sha256:<hex>=...") at the
+// end of the file and returns the key: the only time it is ever seen.
+func (s *Store) Add(spec Spec) (key string, e *Entry, err error) {
+	if err := spec.Validate(); err != nil {
+		return "", nil, err
+	}
+	key, err = Generate()
+	if err != nil {
+		return "", nil, err
+	}
+	id := HashKey(key)
+	snap, err := s.modify(func(d *document) ([]byte, error) {
+		out := d.data
+		if len(out) > 0 && out[len(out)-1] != '\n' && out[len(out)-1] != '\r' {
+			out = append(out[:len(out):len(out)], d.newline...)
+		}
+		line := hashedPrefix + id + "=" + escapeValue(spec.value()) + d.newline
+		return append(out[:len(out):len(out)], line...), nil
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	s.log.Info("key added", "fingerprint", id[:8], "client", spec.Name)
+	return key, snap.ByID(id), nil
+}
+
+// Edit sets the attributes of the entry with ID id to spec: name, rooms,
+// expiry and limit become exactly those of spec (start from SpecOf(entry) to
+// change one thing). Unknown attributes, the key and every other line stay.
+func (s *Store) Edit(id string, spec Spec) (*Entry, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	snap, err := s.modify(func(d *document) ([]byte, error) {
+		for i := range d.recs {
+			rec := &d.recs[i]
+			if rec.entry == nil || rec.entry.ID != id {
+				continue
+			}
+			v := editValue(rec, spec)
+			if v == rec.value {
+				return d.data, nil
+			}
+			return splice(d.data, rec.valueRaw, rec.contentEnd, escapeValue(v)), nil
+		}
+		return nil, s.notFound(id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	e := snap.ByID(id)
+	s.log.Info("key edited", "fingerprint", e.Fingerprint, "client", e.Name)
+	return e, nil
+}
+
+// Revoke removes the entry with ID id: every line of that key (duplicates
+// included), so the key stops working. It returns the entry as it was.
+func (s *Store) Revoke(id string) (*Entry, error) {
+	var gone *Entry
+	_, err := s.modify(func(d *document) ([]byte, error) {
+		out := d.data
+		for i := len(d.recs) - 1; i >= 0; i-- {
+			rec := &d.recs[i]
+			if rec.entry == nil || rec.entry.ID != id {
+				continue
+			}
+			gone = rec.entry
+			start := rec.start
+			if i == 0 && strings.HasPrefix(string(d.data), "\uFEFF") {
+				start = 3 // keep the byte order mark
+			}
+			out = splice(out, start, rec.end, "")
+		}
+		if gone == nil {
+			return nil, s.notFound(id)
+		}
+		return out, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("key revoked", "fingerprint", gone.Fingerprint, "client", gone.Name)
+	return gone, nil
+}
+
+func (s *Store) notFound(id string) error {
+	fp := id
+	if len(fp) > 8 {
+		fp = fp[:8]
+	}
+	return fmt.Errorf("no key %s in %s (revoked already, or the file changed; reload)", fp, s.path)
+}
+
+// Find returns the entries whose client name is name (exactly, else ignoring
+// case), or whose fingerprint/ID starts with the given hex (at least 4 digits,
+// "sha256:" allowed), from the snapshot in force. No match is an error.
+func (s *Store) Find(nameOrFingerprint string) ([]*Entry, error) {
+	q := strings.TrimSpace(nameOrFingerprint)
+	if q == "" {
+		return nil, errors.New("give a client name or a fingerprint")
+	}
+	snap := s.Snapshot()
+	var exact, fold, byFP []*Entry
+	hex := strings.ToLower(strings.TrimPrefix(q, hashedPrefix))
+	isFP := len(hex) >= 4 && isHex(hex)
+	seen := map[string]bool{}
+	for _, e := range snap.Entries() {
+		if seen[e.ID] {
+			continue // a duplicate line of the same key
+		}
+		switch {
+		case e.Name == q:
+			exact = append(exact, e)
+		case strings.EqualFold(e.Name, q):
+			fold = append(fold, e)
+		case isFP && strings.HasPrefix(e.ID, hex):
+			byFP = append(byFP, e)
+		default:
+			continue
+		}
+		seen[e.ID] = true
+	}
+	found := exact
+	if len(found) == 0 {
+		found = fold
+	}
+	found = append(found, byFP...)
+	if len(found) == 0 {
+		if isFP {
+			return nil, fmt.Errorf("no key has the client name or fingerprint %q (see 'keyfocus keys list')", q)
+		}
+		return nil, fmt.Errorf("no key has the client name %q (see 'keyfocus keys list')", q)
+	}
+	return found, nil
+}
+
+// writeAtomic replaces path with data: a temp file in the same folder,
+// fsync, rename over, fsync of the folder. The file's mode is kept (0600 for
+// a new file). A symlink is followed, so it keeps pointing at the key file.
+func writeAtomic(path string, data []byte) error {
+	if target, err := filepath.EvalSymlinks(path); err == nil {
+		path = target
+	}
+	mode := fs.FileMode(0o600)
+	if fi, err := os.Stat(path); err == nil {
+		mode = fi.Mode().Perm()
+	}
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("save key file: %w (is the folder writable?)", err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("save key file: %w", err)
+	}
+	if err := f.Chmod(mode); err != nil {
+		return fmt.Errorf("save key file: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("save key file: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("save key file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("save key file: %w", err)
+	}
+	ok = true
+	if d, err := os.Open(dir); err == nil {
+		err = d.Sync()
+		d.Close()
+		if err != nil {
+			return fmt.Errorf("save key file: sync folder: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,513 @@
+package keys
+
+import (
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// The key file is a Java properties file (java.util.Properties.load syntax):
+//
+//   - natural lines end with \n, \r or \r\n;
+//   - a line whose first non-blank character is '#' or '!' is a comment;
+//   - a line ending in an odd number of backslashes continues on the next
+//     line, whose leading blanks are skipped (a continuation line is never a
+//     comment);
+//   - the key ends at the first unescaped '=', ':' or blank; blanks around
+//     the separator are skipped;
+//   - escapes: \t \n \r \f, \uXXXX, and a backslash before any other
+//     character stands for that character.
+//
+// One deliberate difference: a key that starts with "sha256:" keeps that
+// colon (DESIGN.md writes hashed keys as "sha256:<hex>=name" unescaped).
+//
+// The value is "client name; attr=value; ...", see parseValue.
+
+// hashedPrefix marks a key stored as the SHA-256 of the key.
+const hashedPrefix = "sha256:"
+
+// Known attribute names.
+const (
+	attrRooms   = "rooms"
+	attrExpires = "expires"
+	attrMax     = "max-participants"
+)
+
+// ParseError is a problem in the key file that stops it from loading.
+type ParseError struct {
+	File string
+	Line int
+	Msg  string
+	// More is how many further errors the file has (see keyfocus keys check).
+	More int
+}
+
+func (e *ParseError) Error() string {
+	s := fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	if e.More > 0 {
+		s += fmt.Sprintf(" (and %d more; run 'keyfocus keys check %s')", e.More, e.File)
+	}
+	return s
+}
+
+type recKind uint8
+
+const (
+	recBlank recKind = iota
+	recComment
+	recEntry
+)
+
+// segment maps a piece of a logical line back to the raw bytes.
+type segment struct {
+	raw     int // offset of the piece in the file
+	logical int // offset of the piece in the logical line
+	n       int // length
+}
+
+// record is one logical line of the file: a blank line, a comment or an
+// entry, with the exact bytes it occupies so that saves can keep every
+// untouched record byte-for-byte.
+type record struct {
+	kind       recKind
+	start, end int // byte range in the file, including the line terminator(s)
+	contentEnd int // end of the last line's content (before its terminator)
+	line       int // 1-based line where the record starts
+	valueRaw   int // offset in the file where the value begins (entries)
+	key        string
+	value      string
+	parts      []string // the value split at ';', trimmed: name, then attributes
+	entry      *Entry   // nil if the record has errors
+}
+
+// document is a parsed key file.
+type document struct {
+	path     string
+	data     []byte
+	recs     []record
+	entries  []*Entry
+	warnings []string
+	errs     []*ParseError
+	newline  string // the file's line terminator, "\n" unless it uses another
+}
+
+func (d *document) errorf(line int, format string, a ...any) {
+	d.errs = append(d.errs, &ParseError{File: d.path, Line: line, Msg: fmt.Sprintf(format, a...)})
+}
+
+func (d *document) warnf(line int, format string, a ...any) {
+	d.warnings = append(d.warnings, fmt.Sprintf("%s:%d: %s", d.path, line, fmt.Sprintf(format, a...)))
+}
+
+// err returns the document's first error (with the count of the others), or nil.
+func (d *document) err() error {
+	if len(d.errs) == 0 {
+		return nil
+	}
+	e := *d.errs[0]
+	e.More = len(d.errs) - 1
+	return &e
+}
+
+func isBlank(c byte) bool { return c == ' ' || c == '\t' || c == '\f' }
+
+// lineEnd returns the end of the content of the natural line starting at i,
+// and the start of the next line.
+func lineEnd(data []byte, i int) (contentEnd, next int) {
+	for j := i; j < len(data); j++ {
+		switch data[j] {
+		case '\n':
+			return j, j + 1
+		case '\r':
+			if j+1 < len(data) && data[j+1] == '\n' {
+				return j, j + 2
+			}
+			return j, j + 1
+		}
+	}
+	return len(data), len(data)
+}
+
+// parse reads a key file. It never fails as a whole: problems are collected
+// in d.errs (fatal for loading) and d.warnings.
+func parse(file string, data []byte) *document {
+	d := &document{path: file, data: data, newline: "\n"}
+	if !utf8.Valid(data) {
+		// Find the line to point at.
+		line := 1
+		for i := 0; i < len(data); {
+			r, size := utf8.DecodeRune(data[i:])
+			if r == utf8.RuneError && size == 1 {
+				d.errorf(line, "the file is not valid UTF-8; save it as UTF-8")
+				return d
+			}
+			if data[i] == '\n' {
+				line++
+			}
+			i += size
+		}
+	}
+	for i := 0; i < len(data); i++ {
+		if data[i] == '\r' {
+			if i+1 < len(data) && data[i+1] == '\n' {
+				d.newline = "\r\n"
+			} else {
+				d.newline = "\r"
+			}
+			break
+		}
+		if data[i] == '\n' {
+			break
+		}
+	}
+	pos, line := 0, 1
+	if strings.HasPrefix(string(data[:min(3, len(data))]), "\uFEFF") {
+		pos = 3 // a byte order mark: kept on save, never part of a key
+	}
+	for pos < len(data) {
+		start := pos
+		if len(d.recs) == 0 {
+			start = 0 // the first record owns the byte order mark
+		}
+		startLine := line
+		cEnd, next := lineEnd(data, pos)
+		i := pos
+		for i < cEnd && isBlank(data[i]) {
+			i++
+		}
+		if i == cEnd || data[i] == '#' || data[i] == '!' {
+			kind := recBlank
+			if i < cEnd {
+				kind = recComment
+			}
+			d.recs = append(d.recs, record{kind: kind, start: start, end: next, contentEnd: cEnd, line: startLine})
+			pos, line = next, line+1
+			continue
+		}
+		// An entry: gather the logical line.
+		var logical []byte
+		var segs []segment
+		contentEnd := cEnd
+		for {
+			seg := data[i:cEnd]
+			bs := 0
+			for k := len(seg) - 1; k >= 0 && seg[k] == '\\'; k-- {
+				bs++
+			}
+			cont := bs%2 == 1
+			if cont {
+				seg = seg[:len(seg)-1]
+			}
+			segs = append(segs, segment{raw: i, logical: len(logical), n: len(seg)})
+			logical = append(logical, seg...)
+			contentEnd = cEnd
+			pos, line = next, line+1
+			if !cont {
+				break
+			}
+			if pos >= len(data) {
+				d.warnf(startLine, "the last line ends in a backslash (a line continuation with no next line); the backslash is ignored")
+				break
+			}
+			cEnd, next = lineEnd(data, pos)
+			i = pos
+			for i < cEnd && isBlank(data[i]) {
+				i++
+			}
+		}
+		rec := record{kind: recEntry, start: start, end: pos, contentEnd: contentEnd, line: startLine}
+		d.parseEntry(&rec, logical, segs)
+		d.recs = append(d.recs, rec)
+	}
+	d.check()
+	return d
+}
+
+// toRaw maps an offset in the logical line to an offset in the file.
+func toRaw(segs []segment, off int, contentEnd int) int {
+	for _, s := range segs {
+		if off < s.logical+s.n {
+			return s.raw + off - s.logical
+		}
+	}
+	return contentEnd
+}
+
+func (d *document) parseEntry(rec *record, logical []byte, segs []segment) {
+	limit := len(logical)
+	keyLen, valueStart := 0, limit
+	hasSep, escaped := false, false
+	if strings.HasPrefix(string(logical), hashedPrefix) {
+		keyLen = len(hashedPrefix)
+	}
+	for ; keyLen < limit; keyLen++ {
+		c := logical[keyLen]
+		if !escaped && (c == '=' || c == ':') {
+			valueStart, hasSep = keyLen+1, true
+			break
+		}
+		if !escaped && isBlank(c) {
+			valueStart = keyLen + 1
+			break
+		}
+		if c == '\\' {
+			escaped = !escaped
+		} else {
+			escaped = false
+		}
+	}
+	for valueStart < limit {
+		c := logical[valueStart]
+		if !isBlank(c) {
+			if !hasSep && (c == '=' || c == ':') {
+				hasSep = true
+			} else {
+				break
+			}
+		}
+		valueStart++
+	}
+	key, err := unescape(logical[:keyLen])
+	if err != nil {
+		d.errorf(rec.line, "key: %v", err)
+		return
+	}
+	value, err := unescape(logical[valueStart:])
+	if err != nil {
+		d.errorf(rec.line, "value: %v", err)
+		return
+	}
+	rec.key, rec.value = key, value
+	rec.valueRaw = toRaw(segs, valueStart, rec.contentEnd)
+	rec.entry = d.parseValue(rec.line, key, value)
+	if rec.entry != nil {
+		rec.parts = splitValue(value)
+	}
+}
+
+// unescape applies the properties escapes.
+func unescape(b []byte) (string, error) {
+	if !strings.Contains(string(b), `\`) {
+		return string(b), nil
+	}
+	var sb strings.Builder
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c != '\\' {
+			sb.WriteByte(c)
+			continue
+		}
+		i++
+		if i >= len(b) {
+			break // a lone trailing backslash (continuation at end of file)
+		}
+		switch c = b[i]; c {
+		case 't':
+			sb.WriteByte('\t')
+		case 'n':
+			sb.WriteByte('\n')
+		case 'r':
+			sb.WriteByte('\r')
+		case 'f':
+			sb.WriteByte('\f')
+		case 'u':
+			if i+4 >= len(b) {
+				return "", fmt.Errorf(`malformed \uXXXX escape: need 4 hex digits`)
+			}
+			v, err := strconv.ParseUint(string(b[i+1:i+5]), 16, 16)
+			if err != nil {
+				return "", fmt.Errorf(`malformed \uXXXX escape %q: need 4 hex digits`, `\u`+string(b[i+1:i+5]))
+			}
+			r := rune(v)
+			i += 4
+			// A surrogate pair written as two escapes.
+			if r >= 0xD800 && r < 0xDC00 && i+6 < len(b) && b[i+1] == '\\' && b[i+2] == 'u' {
+				if lo, err := strconv.ParseUint(string(b[i+3:i+7]), 16, 16); err == nil && lo >= 0xDC00 && lo < 0xE000 {
+					r = (r-0xD800)<<10 + (rune(lo) - 0xDC00) + 0x10000
+					i += 6
+				}
+			}
+			if !utf8.ValidRune(r) {
+				return "", fmt.Errorf(`\u escape %04X is not a character`, v)
+			}
+			sb.WriteRune(r)
+		default:
+			sb.WriteByte(c)
+		}
+	}
+	return sb.String(), nil
+}
+
+// splitValue splits a value at ';' and trims each part. Empty attribute
+// parts (a trailing ';') are dropped.
+func splitValue(v string) []string {
+	raw := strings.Split(v, ";")
+	parts := make([]string, 0, len(raw))
+	for i, p := range raw {
+		p = strings.TrimSpace(p)
+		if i > 0 && p == "" {
+			continue
+		}
+		parts = append(parts, p)
+	}
+	return parts
+}
+
+// parseValue builds the entry of one line; errors go to d.
+func (d *document) parseValue(line int, key, value string) *Entry {
+	e := &Entry{Line: line}
+	switch {
+	case key == "":
+		d.errorf(line, "empty key")
+		return nil
+	case strings.HasPrefix(key, hashedPrefix):
+		h := key[len(hashedPrefix):]
+		if len(h) != 64 || !isHex(h) {
+			d.errorf(line, "%s must be followed by the 64 hex digits of the key's SHA-256", hashedPrefix)
+			return nil
+		}
+		e.ID, e.Hashed = strings.ToLower(h), true
+	default:
+		e.ID, e.foldID = HashKey(key), HashKey(strings.ToLower(key))
+	}
+	e.Fingerprint = e.ID[:8]
+	ok := true
+	parts := splitValue(value)
+	e.Name = parts[0]
+	if e.Name == "" {
+		d.errorf(line, "key %s has no client name (want KEY=client name; attr=value ...)", e.Fingerprint)
+		ok = false
+	}
+	seen := map[string]bool{}
+	for _, p := range parts[1:] {
+		name, val, found := strings.Cut(p, "=")
+		name, val = strings.TrimSpace(name), strings.TrimSpace(val)
+		if !found || name == "" {
+			d.errorf(line, "%q is not an attribute (want attr=value, e.g. rooms=team-*)", p)
+			ok = false
+			continue
+		}
+		lname := strings.ToLower(name)
+		if seen[lname] {
+			d.errorf(line, "attribute %q given twice", name)
+			ok = false
+			continue
+		}
+		seen[lname] = true
+		switch lname {
+		case attrRooms:
+			rooms, err := ParseRooms(val)
+			if err != nil {
+				d.errorf(line, "rooms: %v", err)
+				ok = false
+			}
+			e.Rooms = rooms
+		case attrExpires:
+			t, err := ParseExpires(val)
+			if err != nil {
+				d.errorf(line, "expires: %v", err)
+				ok = false
+			}
+			e.Expires = t
+		case attrMax:
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 0 {
+				d.errorf(line, "max-participants: %q is not a whole number >= 0 (0 means no limit)", val)
+				ok = false
+			}
+			e.MaxParticipants = n
+		default:
+			e.Unknown = append(e.Unknown, Attr{Name: name, Value: val})
+			d.warnf(line, "unknown attribute %q (kept, not enforced)", name)
+		}
+	}
+	if !ok {
+		return nil
+	}
+	return e
+}
+
+// check collects the entries and reports duplicates.
+func (d *document) check() {
+	byID := map[string]*Entry{}
+	byFold := map[string]*Entry{}
+	for i := range d.recs {
+		e := d.recs[i].entry
+		if e == nil {
+			continue
+		}
+		d.entries = append(d.entries, e)
+		if first, dup := byID[e.ID]; dup {
+			d.warnf(e.Line, "duplicate key %s (first on line %d, which wins; remove one)", e.Fingerprint, first.Line)
+			continue
+		}
+		byID[e.ID] = e
+		if e.foldID != "" {
+			if first, dup := byFold[e.foldID]; dup {
+				d.warnf(e.Line, "key %s differs from the key on line %d only in case; in the room-name form line %d wins", e.Fingerprint, first.Line, first.Line)
+				continue
+			}
+			byFold[e.foldID] = e
+		}
+	}
+}
+
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseRooms parses the rooms attribute: comma-separated glob patterns
+// (path.Match syntax, matched case-insensitively against the room's local
+// part). An empty list is an error: leave the attribute out to allow every room.
+func ParseRooms(s string) ([]string, error) {
+	var rooms []string
+	for _, p := range strings.Split(s, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if strings.ContainsAny(p, "; \t@") {
+			return nil, fmt.Errorf("room pattern %q may not contain ';', '@' or blanks (use the room's name, e.g. team-*)", p)
+		}
+		if _, err := path.Match(p, ""); err != nil {
+			return nil, fmt.Errorf("room pattern %q is not a valid glob (use * and ? and [a-z])", p)
+		}
+		rooms = append(rooms, p)
+	}
+	if len(rooms) == 0 {
+		return nil, fmt.Errorf("no room given; leave the attribute out to allow every room")
+	}
+	return rooms, nil
+}
+
+// ParseExpires parses an expiry: a date (YYYY-MM-DD, meaning the end of that
+// day UTC) or an RFC 3339 time.
+func ParseExpires(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t.AddDate(0, 0, 1), nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("%q is neither a date (2027-03-01, meaning the end of that day UTC) nor an RFC 3339 time (2027-03-01T17:00:00Z)", s)
+}
+
+// FormatExpires is the inverse of ParseExpires: midnight UTC is written as
+// the date of the day that ends then.
+func FormatExpires(t time.Time) string {
+	u := t.UTC()
+	if u.Hour() == 0 && u.Minute() == 0 && u.Second() == 0 && u.Nanosecond() == 0 {
+		return u.AddDate(0, 0, -1).Format(time.DateOnly)
+	}
+	return t.Format(time.RFC3339)
+}

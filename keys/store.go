@@ -1,0 +1,261 @@
+package keys
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrConflict is returned by an edit when the key file changed on disk since
+// this store last read it. Call Reload, then retry the edit on what is there now.
+var ErrConflict = errors.New("the key file changed on disk since it was last read; reload and retry")
+
+// Defaults of Options.
+const (
+	DefaultDebounce = 150 * time.Millisecond
+	DefaultHold     = 500 * time.Millisecond
+)
+
+// Options tune a Store. The zero value gives the defaults.
+type Options struct {
+	Logger   *slog.Logger // default slog.Default()
+	Debounce time.Duration
+	Hold     time.Duration
+	Now      func() time.Time
+
+	// onEvent, when set, sees every file system event of the folder before
+	// the name filter (tests use it to know the watcher saw something).
+	onEvent func(name string)
+}
+
+// Update is what a reload brings.
+type Update struct {
+	Snapshot *Snapshot // the snapshot now in force (the old one if Err != nil)
+	Err      error     // a parse/read error: "FILE:LINE: message"; the last good snapshot stays
+	Notice   string    // operator-facing notice (file missing, mass revocation after the hold)
+}
+
+// Store is the key file and the snapshot of it in force. Lookups go to the
+// snapshot (Snapshot) and never wait; reloads and edits are serialised.
+type Store struct {
+	path string
+	opt  Options
+	log  *slog.Logger
+	snap atomic.Pointer[Snapshot]
+
+	mu   sync.Mutex // serialises reads of the file, edits and saves
+	seen fileState  // the file content the store's state reflects
+	// readErr is the last read error reported, so a lasting one is told once.
+	readErr string
+
+	watching atomic.Bool
+	reads    atomic.Int64 // file reads by reloads (tests)
+}
+
+// fileState identifies one content of the file (or its absence).
+type fileState struct {
+	missing bool
+	sum     [32]byte
+}
+
+func stateOf(data []byte, missing bool) fileState {
+	return fileState{missing: missing, sum: sha256.Sum256(data)}
+}
+
+// Open reads the key file, creating it empty (mode 0600) if it is missing.
+// A file that fails to parse gives a *ParseError ("FILE:LINE: message").
+func Open(path string) (*Store, error) { return OpenWith(path, Options{}) }
+
+// OpenWith is Open with options.
+func OpenWith(path string, opt Options) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("no key file given (use --keys FILE or KEYFOCUS_KEYS)")
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.Debounce <= 0 {
+		opt.Debounce = DefaultDebounce
+	}
+	if opt.Hold <= 0 {
+		opt.Hold = DefaultHold
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	s := &Store{path: filepath.Clean(path), opt: opt, log: opt.Logger.With("keys", filepath.Clean(path))}
+	data, missing, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	if missing {
+		f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("the key file %s is missing and cannot be created: %w (create its folder, or pass --keys FILE)", s.path, err)
+		}
+		if err == nil {
+			if err := f.Close(); err != nil {
+				return nil, fmt.Errorf("create key file %s: %w", s.path, err)
+			}
+			s.log.Warn("key file was missing: created it empty (mode 0600); no key is valid until you add one", "path", s.path)
+		}
+		if data, missing, err = s.read(); err != nil {
+			return nil, err
+		}
+	}
+	d := parse(s.path, data)
+	if err := d.err(); err != nil {
+		return nil, err
+	}
+	s.logWarnings(d)
+	s.seen = stateOf(data, missing)
+	s.snap.Store(NewSnapshot(s.path, d.entries, opt.Now()))
+	return s, nil
+}
+
+// Path is the key file.
+func (s *Store) Path() string { return s.path }
+
+// Snapshot is the snapshot in force: the last good read of the file.
+func (s *Store) Snapshot() *Snapshot { return s.snap.Load() }
+
+// read reads the file; a missing file is not an error.
+func (s *Store) read() (data []byte, missing bool, err error) {
+	s.reads.Add(1)
+	data, err = os.ReadFile(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, true, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read key file: %w", err)
+	}
+	return data, false, nil
+}
+
+func (s *Store) logWarnings(d *document) {
+	for _, w := range d.warnings {
+		s.log.Warn("key file: " + w)
+	}
+}
+
+// Reload re-reads the file now (e.g. on SIGHUP), with the same rules as the
+// watch, including the hold before a mass revocation.
+func (s *Store) Reload() Update {
+	u, _ := s.reload(context.Background())
+	return u
+}
+
+// holdNeeded reports whether going from old to new removes so many keys at
+// once that the file may be half-written: it empties the file, or removes
+// more than half of the keys and more than three.
+func holdNeeded(old *Snapshot, entries []*Entry) (removed int, hold bool) {
+	if old.Len() == 0 {
+		return 0, false
+	}
+	ids := make(map[string]struct{}, len(entries))
+	for _, e := range entries {
+		ids[e.ID] = struct{}{}
+	}
+	for _, e := range old.Entries() {
+		if _, ok := ids[e.ID]; !ok {
+			removed++
+		}
+	}
+	if len(entries) == 0 {
+		return removed, true
+	}
+	return removed, removed > 3 && removed*2 > old.Len()
+}
+
+// reload reads the file and applies it. changed is false when there is
+// nothing to tell (the content is what the store already reflects).
+func (s *Store) reload(ctx context.Context) (u Update, changed bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.snap.Load()
+	u.Snapshot = old
+	held := time.Duration(0)
+	var heldState *fileState
+	for attempt := 0; ; attempt++ {
+		data, missing, err := s.read()
+		if err != nil {
+			if err.Error() == s.readErr {
+				return u, false
+			}
+			s.readErr = err.Error()
+			s.log.Error("key file reload failed; the last good keys stay in force", "err", err)
+			u.Err = err
+			return u, true
+		}
+		s.readErr = ""
+		st := stateOf(data, missing)
+		if st == s.seen {
+			if held > 0 {
+				s.log.Info("key file changed back during the hold; nothing revoked", "hold", held)
+			}
+			return u, false
+		}
+		d := parse(s.path, data)
+		if err := d.err(); err != nil {
+			s.seen = st
+			s.log.Error("key file has errors; the last good keys stay in force", "err", err)
+			u.Err = err
+			return u, true
+		}
+		removed, hold := holdNeeded(old, d.entries)
+		if hold && (heldState == nil || *heldState != st) && attempt < 4 {
+			// Half-written or truncated on the way to a rewrite? Look again
+			// after the hold; only a content that stays is applied.
+			s.log.Warn("key file lost most of its keys at once; reading it again after a hold", "removed", removed, "of", old.Len(), "hold", s.opt.Hold)
+			t := time.NewTimer(s.opt.Hold)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return u, false
+			case <-t.C:
+			}
+			held += s.opt.Hold
+			heldState = &st
+			continue
+		}
+		s.logWarnings(d)
+		snap := NewSnapshot(s.path, d.entries, s.opt.Now())
+		s.seen = st
+		s.snap.Store(snap)
+		u.Snapshot = snap
+		switch {
+		case hold:
+			u.Notice = fmt.Sprintf("mass revocation: %d of %d keys removed, applied after a %v hold", removed, old.Len(), held)
+			if missing {
+				u.Notice = "key file missing, treated as empty; " + u.Notice
+			}
+			s.log.Warn(u.Notice)
+		case missing:
+			u.Notice = "key file missing, treated as empty"
+			s.log.Warn(u.Notice)
+		}
+		s.log.Info("key file reloaded", "keys", snap.Len(), "removed", removed)
+		return u, true
+	}
+}
+
+// Generate returns a new key: "kf_" and 20 random bytes in lowercase
+// base32 without padding.
+func Generate() (string, error) {
+	var b [20]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("generate key: %w", err)
+	}
+	return "kf_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])), nil
+}
