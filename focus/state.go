@@ -1,0 +1,175 @@
+package focus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+)
+
+// EvStateFailed: the state file could not be read or written (Reason set).
+// Added to the event contract by the focus.
+const EvStateFailed EventKind = "state_failed"
+
+// stateFile is the on-disk form of the admissions (--state).
+type stateFile struct {
+	Version int         `json:"version"`
+	Saved   time.Time   `json:"saved"`
+	Rooms   []stateRoom `json:"rooms"`
+}
+
+type stateRoom struct {
+	Room       string       `json:"room"`
+	Created    time.Time    `json:"created"`
+	Admissions []*admission `json:"admissions"`
+}
+
+const stateVersion = 1
+
+func (f *Focus) markDirty() {
+	if f.cfg.StatePath == "" {
+		return
+	}
+	select {
+	case f.dirty <- struct{}{}:
+	default:
+	}
+}
+
+// loadState reads the state file. A missing file is a first start; a corrupt
+// one is reported (log and event) and the focus starts without it.
+func (f *Focus) loadState() {
+	if f.cfg.StatePath == "" {
+		return
+	}
+	data, err := os.ReadFile(f.cfg.StatePath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	var st stateFile
+	if err == nil {
+		err = json.Unmarshal(data, &st)
+		if err == nil && st.Version != stateVersion {
+			err = fmt.Errorf("unknown version %d", st.Version)
+		}
+	}
+	if err != nil {
+		msg := fmt.Sprintf("state file %s is unreadable (%v): starting without it; people already in rooms stay, but keyfocus cannot tell which key admitted them until they ask again", f.cfg.StatePath, err)
+		f.log.Error(msg)
+		f.mu.Lock()
+		f.publishLocked(Event{Kind: EvStateFailed, Reason: msg})
+		f.mu.Unlock()
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, sr := range st.Rooms {
+		if sr.Room == "" {
+			continue
+		}
+		r := newRoom(sr.Room, localOf(sr.Room), sr.Created)
+		for _, a := range sr.Admissions {
+			if a != nil && a.JID != "" {
+				a.joined = true
+				r.admitted[a.JID] = a
+				n++
+			}
+		}
+		f.rooms[r.jid] = r
+	}
+	f.log.Info("state loaded", "path", f.cfg.StatePath, "rooms", len(st.Rooms), "admissions", n)
+}
+
+func localOf(roomJID string) string {
+	for i := 0; i < len(roomJID); i++ {
+		if roomJID[i] == '@' {
+			return roomJID[:i]
+		}
+	}
+	return roomJID
+}
+
+// saver writes the state file whenever it is marked dirty; marks that come
+// while a write runs coalesce into one more write.
+func (f *Focus) saver(ctx context.Context) {
+	defer close(f.saved)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-f.dirty:
+			f.saveNow()
+		}
+	}
+}
+
+func (f *Focus) saveNow() {
+	if f.cfg.StatePath == "" {
+		return
+	}
+	f.mu.Lock()
+	st := stateFile{Version: stateVersion, Saved: f.now()}
+	for _, r := range f.rooms {
+		sr := stateRoom{Room: r.jid, Created: r.created}
+		for _, a := range r.admitted {
+			cp := *a
+			sr.Admissions = append(sr.Admissions, &cp)
+		}
+		sort.Slice(sr.Admissions, func(i, j int) bool { return sr.Admissions[i].JID < sr.Admissions[j].JID })
+		st.Rooms = append(st.Rooms, sr)
+	}
+	f.mu.Unlock()
+	sort.Slice(st.Rooms, func(i, j int) bool { return st.Rooms[i].Room < st.Rooms[j].Room })
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err == nil {
+		err = writeAtomic(f.cfg.StatePath, append(data, '\n'))
+	}
+	if err != nil {
+		msg := fmt.Sprintf("cannot write the state file %s: %v (admissions will not survive a restart until this is fixed)", f.cfg.StatePath, err)
+		f.log.Error(msg)
+		f.mu.Lock()
+		f.publishLocked(Event{Kind: EvStateFailed, Reason: msg})
+		f.mu.Unlock()
+	}
+}
+
+// writeAtomic writes data to path via a temp file in the same folder: write,
+// fsync, rename, fsync the folder.
+func writeAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
