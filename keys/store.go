@@ -37,6 +37,8 @@ type Options struct {
 	// onEvent, when set, sees every file system event of the folder before
 	// the name filter (tests use it to know the watcher saw something).
 	onEvent func(name string)
+	// onRead, when set, sees every read of the file by a reload.
+	onRead func(data []byte, missing bool)
 }
 
 // Update is what a reload brings.
@@ -199,6 +201,9 @@ func (s *Store) reload(ctx context.Context) (u Update, changed bool) {
 			return u, true
 		}
 		s.readErr = ""
+		if s.opt.onRead != nil {
+			s.opt.onRead(data, missing)
+		}
 		st := stateOf(data, missing)
 		if st == s.seen {
 			if held > 0 {

@@ -1,0 +1,411 @@
+package keys
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// deadline bounds every wait of these tests; nothing waits for a fixed time.
+const deadline = 10 * time.Second
+
+// watched is a store under watch with probes into the watcher.
+type watched struct {
+	*Store
+	ch     <-chan Update
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	events []string // base names of folder events seen
+	reads  []int    // key counts of the file reads (-1: missing or unparsable)
+	signal chan struct{}
+}
+
+func (w *watched) poke() {
+	select {
+	case w.signal <- struct{}{}:
+	default:
+	}
+}
+
+// keysFile returns a file with n keys named key0..key(n-1).
+func keysFile(n int, extra ...string) string {
+	var b strings.Builder
+	b.WriteString("# test keys\n")
+	for i := range n {
+		fmt.Fprintf(&b, "key%d=Client %d\n", i, i)
+	}
+	for _, e := range extra {
+		b.WriteString(e + "\n")
+	}
+	return b.String()
+}
+
+func startWatch(t *testing.T, content string, write bool) *watched {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "keys.properties")
+	if write {
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := &watched{signal: make(chan struct{}, 1)}
+	opt := Options{
+		Logger:   quietLogger(),
+		Debounce: 20 * time.Millisecond,
+		Hold:     150 * time.Millisecond,
+		onEvent: func(name string) {
+			w.mu.Lock()
+			w.events = append(w.events, filepath.Base(name))
+			w.mu.Unlock()
+			w.poke()
+		},
+		onRead: func(data []byte, missing bool) {
+			n := -1
+			if d := parse("", data); !missing && len(d.errs) == 0 {
+				n = len(d.entries)
+			}
+			w.mu.Lock()
+			w.reads = append(w.reads, n)
+			w.mu.Unlock()
+			w.poke()
+		},
+	}
+	s, err := OpenWith(path, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Store = s
+	ctx, cancel := context.WithCancel(context.Background())
+	w.cancel = cancel
+	w.ch = s.Watch(ctx)
+	t.Cleanup(func() {
+		cancel()
+		for range w.ch {
+		}
+	})
+	// The watch starts with one read; wait for it so the tests start from a
+	// watcher that is running.
+	w.waitProbe(t, "the first read", func() bool { return len(w.reads) >= 1 })
+	return w
+}
+
+// waitProbe waits until cond (called with w.mu held) holds.
+func (w *watched) waitProbe(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	timeout := time.After(deadline)
+	for {
+		w.mu.Lock()
+		ok := cond()
+		w.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-w.signal:
+		case <-timeout:
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			t.Fatalf("timed out waiting for %s (events %q, reads %v)", what, w.events, w.reads)
+		}
+	}
+}
+
+// next waits for the next update.
+func (w *watched) next(t *testing.T) Update {
+	t.Helper()
+	select {
+	case u, ok := <-w.ch:
+		if !ok {
+			t.Fatal("update channel closed")
+		}
+		return u
+	case <-time.After(deadline):
+		t.Fatal("timed out waiting for an update")
+	}
+	return Update{}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWatchChange(t *testing.T) {
+	w := startWatch(t, keysFile(3), true)
+	writeFile(t, w.Path(), keysFile(4))
+	u := w.next(t)
+	if u.Err != nil || u.Notice != "" || u.Snapshot.Len() != 4 || w.Snapshot() != u.Snapshot {
+		t.Fatalf("update %+v, want 4 keys in force", u)
+	}
+	if w.Snapshot().Lookup("key3") == nil {
+		t.Fatal("new key not valid")
+	}
+}
+
+func TestWatchVimRename(t *testing.T) {
+	w := startWatch(t, keysFile(3), true)
+	// vim: write a backup, write the new text to a temp file, rename it over.
+	tmp := filepath.Join(filepath.Dir(w.Path()), ".keys.properties.swp")
+	writeFile(t, tmp, keysFile(3, "new=New"))
+	if err := os.Rename(w.Path(), w.Path()+"~"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, w.Path()); err != nil {
+		t.Fatal(err)
+	}
+	u := w.next(t)
+	if u.Err != nil || u.Snapshot.Lookup("new") == nil || u.Snapshot.Len() != 4 {
+		t.Fatalf("update %+v, want the renamed-in file", u)
+	}
+	// And the watch goes on after the rename.
+	writeFile(t, w.Path(), keysFile(3, "new=New", "newer=Newer"))
+	if u := w.next(t); u.Snapshot.Lookup("newer") == nil {
+		t.Fatalf("update %+v after the rename, want the next change", u)
+	}
+}
+
+// The hold: a file that is empty (truncated) or gone when the watcher reads
+// it, and full again before the hold ends, never revokes anyone.
+func TestWatchTransientLoss(t *testing.T) {
+	tests := []struct {
+		name string
+		lose func(path string) error
+	}{
+		{"truncate then write", func(p string) error { return os.Truncate(p, 0) }},
+		{"delete then recreate", os.Remove},
+		{"half written", func(p string) error { return os.WriteFile(p, []byte(keysFile(1)+"key1=Cli"), 0o600) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := startWatch(t, keysFile(10), true)
+			if err := tt.lose(w.Path()); err != nil {
+				t.Fatal(err)
+			}
+			// The watcher has read the damaged file and is holding.
+			w.waitProbe(t, "the read of the damaged file", func() bool { return w.reads[len(w.reads)-1] <= 2 })
+			writeFile(t, w.Path(), keysFile(10))
+			// A marker change: every update before it must keep all keys.
+			w.waitProbe(t, "the read after the hold", func() bool { return w.reads[len(w.reads)-1] == 10 })
+			writeFile(t, w.Path(), keysFile(11))
+			for {
+				u := w.next(t)
+				if u.Err != nil || u.Snapshot.Len() < 10 {
+					t.Fatalf("update %+v dropped keys of a transiently damaged file", u)
+				}
+				if u.Snapshot.Len() == 11 {
+					break
+				}
+			}
+		})
+	}
+}
+
+func TestWatchMassRevocationAfterHold(t *testing.T) {
+	tests := []struct {
+		name    string
+		content string // "" with remove: the file is deleted
+		remove  bool
+		keys    int
+		notice  string
+	}{
+		{name: "most keys removed", content: keysFile(1), keys: 1, notice: "mass revocation: 9 of 10 keys removed, applied after a 150ms hold"},
+		{name: "emptied", content: "# nobody\n", keys: 0, notice: "mass revocation: 10 of 10 keys removed"},
+		{name: "deleted", remove: true, keys: 0, notice: "key file missing, treated as empty; mass revocation: 10 of 10"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := startWatch(t, keysFile(10), true)
+			if tt.remove {
+				if err := os.Remove(w.Path()); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				writeFile(t, w.Path(), tt.content)
+			}
+			u := w.next(t)
+			if u.Err != nil || u.Snapshot.Len() != tt.keys || !strings.Contains(u.Notice, tt.notice) {
+				t.Fatalf("update %+v (notice %q), want %d keys and notice %q", u, u.Notice, tt.keys, tt.notice)
+			}
+			if w.Snapshot().Lookup("key5") != nil {
+				t.Fatal("revoked key still valid")
+			}
+		})
+	}
+}
+
+func TestWatchFewRemovedAtOnce(t *testing.T) {
+	w := startWatch(t, keysFile(10), true)
+	// Written by rename, so no read can see a truncated file.
+	if err := writeAtomic(w.Path(), []byte(strings.Replace(keysFile(10), "key4=Client 4\n", "", 1))); err != nil {
+		t.Fatal(err)
+	}
+	u := w.next(t)
+	if u.Err != nil || u.Notice != "" || u.Snapshot.Len() != 9 || u.Snapshot.Lookup("key4") != nil {
+		t.Fatalf("update %+v, want key4 revoked without a notice", u)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i, n := range w.reads[1:] {
+		if n != 9 {
+			t.Fatalf("read %d saw %d keys; want no hold, no re-read", i+1, n)
+		}
+	}
+}
+
+func TestHoldNeeded(t *testing.T) {
+	snap := func(n int) *Snapshot {
+		return NewSnapshot("k", parse("k", []byte(keysFile(n))).entries, time.Time{})
+	}
+	tests := []struct {
+		old, keep int
+		hold      bool
+	}{
+		{0, 0, false},
+		{1, 0, true}, // emptied
+		{3, 0, true},
+		{10, 9, false},
+		{10, 6, false}, // 4 removed, not most
+		{10, 5, false}, // half, not most
+		{10, 4, true},
+		{6, 2, true},  // 4 of 6
+		{4, 1, false}, // 3 of 4: "a few"
+		{100, 1, true},
+	}
+	for _, tt := range tests {
+		removed, hold := holdNeeded(snap(tt.old), snap(tt.keep).Entries())
+		if hold != tt.hold || removed != tt.old-tt.keep {
+			t.Errorf("%d -> %d keys: hold %v removed %d, want hold %v", tt.old, tt.keep, hold, removed, tt.hold)
+		}
+	}
+}
+
+func TestWatchBurst(t *testing.T) {
+	w := startWatch(t, keysFile(5), true)
+	for i := range 100 {
+		writeFile(t, w.Path(), keysFile(5, fmt.Sprintf("burst%d=Burst %d", i, i)))
+	}
+	n := 0
+	for {
+		u := w.next(t)
+		n++
+		if u.Err != nil || u.Snapshot.Len() != 6 {
+			t.Fatalf("update %+v during the burst", u)
+		}
+		if u.Snapshot.Lookup("burst99") != nil {
+			break
+		}
+	}
+	if n > 100 {
+		t.Errorf("%d updates for 100 writes; want them debounced", n)
+	}
+}
+
+func TestWatchIgnoresOtherFiles(t *testing.T) {
+	w := startWatch(t, keysFile(2), true)
+	dir := filepath.Dir(w.Path())
+	for i := range 20 {
+		writeFile(t, filepath.Join(dir, "other.properties"), fmt.Sprint(i))
+		writeFile(t, filepath.Join(dir, "keys.properties.bak"), fmt.Sprint(i))
+	}
+	writeFile(t, filepath.Join(dir, "last"), "x")
+	w.waitProbe(t, "the events of the other files", func() bool {
+		return len(w.events) > 0 && w.events[len(w.events)-1] == "last"
+	})
+	w.mu.Lock()
+	reads := len(w.reads)
+	w.mu.Unlock()
+	if reads != 1 {
+		t.Fatalf("the watcher read the key file %d times for changes of other files", reads-1)
+	}
+	writeFile(t, w.Path(), keysFile(3))
+	if u := w.next(t); u.Snapshot.Len() != 3 {
+		t.Fatalf("update %+v", u)
+	}
+}
+
+func TestWatchMissingAtStart(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "keys.properties")
+	s, err := OpenWith(path, Options{Logger: quietLogger(), Debounce: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil { // gone again before the watch starts
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := &watched{Store: s, ch: s.Watch(ctx)}
+	u := w.next(t)
+	if u.Err != nil || u.Snapshot.Len() != 0 || u.Notice != "key file missing, treated as empty" {
+		t.Fatalf("update %+v, want the missing-file notice", u)
+	}
+	writeFile(t, path, keysFile(2))
+	if u := w.next(t); u.Err != nil || u.Snapshot.Len() != 2 || u.Notice != "" {
+		t.Fatalf("update %+v, want the created file", u)
+	}
+}
+
+func TestWatchParseErrorKeepsSnapshot(t *testing.T) {
+	w := startWatch(t, keysFile(3), true)
+	good := w.Snapshot()
+	writeFile(t, w.Path(), keysFile(3, "broken")) // line 5: no client name
+	u := w.next(t)
+	if u.Err == nil || !strings.HasPrefix(u.Err.Error(), w.Path()+":5: ") || u.Snapshot != good || w.Snapshot() != good {
+		t.Fatalf("update %+v, want the error at line 5 and the old snapshot", u)
+	}
+	writeFile(t, w.Path(), keysFile(3, "fixed=Fixed"))
+	if u := w.next(t); u.Err != nil || u.Snapshot.Lookup("fixed") == nil {
+		t.Fatalf("update %+v after the fix", u)
+	}
+}
+
+func TestWatchOwnEditsNotReported(t *testing.T) {
+	w := startWatch(t, keysFile(2), true)
+	key, _, err := w.Add(Spec{Name: "Own"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An outside change after the edit: it must be the first update.
+	b, err := os.ReadFile(w.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, w.Path(), string(b)+"outside=Outside\n")
+	u := w.next(t)
+	if u.Snapshot.Lookup("outside") == nil || u.Snapshot.Lookup(key) == nil {
+		t.Fatalf("first update %+v, want the outside change (own edits are not reported)", u)
+	}
+}
+
+func TestWatchEndsWithContext(t *testing.T) {
+	w := startWatch(t, keysFile(1), true)
+	second := w.Watch(context.Background())
+	if u, ok := <-second; !ok || u.Err == nil {
+		t.Fatalf("second Watch gave %+v, want an error", u)
+	}
+	if _, ok := <-second; ok {
+		t.Fatal("second Watch channel not closed")
+	}
+	w.cancel()
+	timeout := time.After(deadline)
+	for {
+		select {
+		case _, ok := <-w.ch:
+			if !ok {
+				return
+			}
+		case <-timeout:
+			t.Fatal("channel not closed after cancel")
+		}
+	}
+}
