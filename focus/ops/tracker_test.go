@@ -32,7 +32,7 @@ func (s *busSource) Watch(n int) (focus.State, *focus.Subscription) {
 	return s.state, sub
 }
 func (s *busSource) RemoveMember(context.Context, string, string, string) error { return nil }
-func (s *busSource) EndRoom(context.Context, string, string) error             { return nil }
+func (s *busSource) EndRoom(context.Context, string, string) error              { return nil }
 
 type fixture struct {
 	t    *testing.T
@@ -229,23 +229,23 @@ func TestMetricsFromEvents(t *testing.T) {
 		f.src.bus.Publish(ev)
 	}
 	want := map[string]float64{
-		`keyfocus_rooms`:                                                             1,
-		`keyfocus_members`:                                                           1,
-		`keyfocus_rooms_opened_total`:                                                1,
-		`keyfocus_rooms_ended_total`:                                                 1,
-		`keyfocus_admissions_total`:                                                  2,
-		`keyfocus_conference_requests_total{reason="ok",result="admitted"}`:          2,
-		`keyfocus_conference_requests_total{reason="unknown_key",result="refused"}`:  2,
-		`keyfocus_conference_requests_total{reason="other",result="refused"}`:        1,
-		`keyfocus_conference_requests_total{reason="no_key",result="refused"}`:       0,
-		`keyfocus_members_joined_total`:                                              2,
-		`keyfocus_members_left_total{reason="removed"}`:                              1,
-		`keyfocus_members_left_total{reason="lost"}`:                                 1,
-		`keyfocus_members_removed_total{actor="revocation"}`:                         1,
+		`keyfocus_rooms`:              1,
+		`keyfocus_members`:            1,
+		`keyfocus_rooms_opened_total`: 1,
+		`keyfocus_rooms_ended_total`:  1,
+		`keyfocus_admissions_total`:   2,
+		`keyfocus_conference_requests_total{reason="ok",result="admitted"}`:         2,
+		`keyfocus_conference_requests_total{reason="unknown_key",result="refused"}`: 2,
+		`keyfocus_conference_requests_total{reason="other",result="refused"}`:       1,
+		`keyfocus_conference_requests_total{reason="no_key",result="refused"}`:      0,
+		`keyfocus_members_joined_total`:                                             2,
+		`keyfocus_members_left_total{reason="removed"}`:                             1,
+		`keyfocus_members_left_total{reason="lost"}`:                                1,
+		`keyfocus_members_removed_total{actor="revocation"}`:                        1,
 		`keyfocus_conference_request_duration_seconds_count`:                        2,
-		`keyfocus_conference_request_duration_seconds_bucket{le="0.005"}`:            1,
-		`keyfocus_conference_request_duration_seconds_bucket{le="1"}`:                2,
-		`keyfocus_build_info{version="test"}`:                                        1,
+		`keyfocus_conference_request_duration_seconds_bucket{le="0.005"}`:           1,
+		`keyfocus_conference_request_duration_seconds_bucket{le="1"}`:               2,
+		`keyfocus_build_info{version="test"}`:                                       1,
 	}
 	// The last event's effect shows once everything before it is applied.
 	f.waitMetric("keyfocus_rooms_ended_total", 1)
