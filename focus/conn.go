@@ -15,7 +15,6 @@ import (
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/component"
 	"mellium.im/xmpp/jid"
-	"mellium.im/xmpp/mux"
 
 	"github.com/keyfocus/keyfocus/focus/xmppx"
 )
@@ -105,6 +104,9 @@ func (c *conn) serve(h func(*xmppx.Element)) error {
 			el = &xmppx.Element{Name: start.Name, Attr: start.Attr}
 			el.SetAttr("kf-malformed", "1")
 		}
+		if el.Name.Space != component.NSAccept && el.Name.Space != "" {
+			return nil // not a stanza of this stream
+		}
 		if el.Name.Local == "iq" {
 			if typ := el.Get("type"); typ == "result" || typ == "error" {
 				c.deliver(el)
@@ -114,12 +116,11 @@ func (c *conn) serve(h func(*xmppx.Element)) error {
 		h(el)
 		return nil
 	})
-	m := mux.New(component.NSAccept,
-		mux.Handle(xml.Name{Space: component.NSAccept, Local: "iq"}, handler),
-		mux.Handle(xml.Name{Space: component.NSAccept, Local: "presence"}, handler),
-		mux.Handle(xml.Name{Space: component.NSAccept, Local: "message"}, handler),
-	)
-	err := c.s.Serve(m)
+	// Not mellium's mux: its IQ router returns an error (which ends the
+	// stream) for an IQ without payload or with unparsable addresses, and no
+	// stanza may end our stream. handler sees every top-level element of the
+	// jabber:component:accept stream and decodes it whole.
+	err := c.s.Serve(handler)
 	c.failAll()
 	return err
 }

@@ -143,7 +143,8 @@ type Focus struct {
 	snap      *keys.Snapshot
 	draining  bool
 	limiter   *limiter
-	expiry    *time.Timer
+	expiry    *time.Timer // next expiry check
+	expiryAt  time.Time
 	creating  sync.WaitGroup
 
 	dirty chan struct{} // state file needs writing

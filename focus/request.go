@@ -198,6 +198,7 @@ func (f *Focus) conference(c *conn, iq, conf *xmppEl) []*xmppEl {
 	w := &pendingReq{iq: iq, adm: adm, start: start}
 
 	f.mu.Lock()
+	f.armExpiryLocked(e.Expires)
 	r := f.rooms[roomJID]
 	if e.MaxParticipants > 0 && r != nil && r.inRoomWithKey(e.ID, bare) >= e.MaxParticipants {
 		f.mu.Unlock()
@@ -246,6 +247,7 @@ func retryText(wait time.Duration) string {
 
 // recordRefusalLocked keeps, logs and publishes one refusal.
 func (f *Focus) recordRefusalLocked(rej Rejection) {
+	rej.Room = f.logRoom(rej.Room) // a guessed key in the room-prefix form stays out of events too
 	f.rejected = append(f.rejected, Rejection{})
 	copy(f.rejected[1:], f.rejected)
 	f.rejected[0] = rej
@@ -262,4 +264,15 @@ func (f *Focus) refuseLog(from, room, reason string, code int, fp string) {
 	f.mu.Lock()
 	f.recordRefusalLocked(Rejection{Time: f.now(), Requester: from, Room: room, Reason: reason, Code: code, Fingerprint: fp})
 	f.mu.Unlock()
+}
+
+// logRoom is how a room appears in logs: in the room-prefix form the local
+// part starts with a client key, which is replaced by that key's fingerprint.
+func (f *Focus) logRoom(roomJID string) string {
+	local, host, _ := strings.Cut(roomJID, "@")
+	key, name, ok := strings.Cut(local, f.cfg.RoomKeySeparator)
+	if !ok || key == "" {
+		return roomJID
+	}
+	return "[key " + keys.Fingerprint(strings.ToLower(key)) + "]" + f.cfg.RoomKeySeparator + name + "@" + host
 }

@@ -163,7 +163,7 @@ func (f *Focus) setupRoom(c *conn, r *room, fresh bool) {
 			}
 		}
 		g := f.affiliationIQ(r, bare, "member", "")
-		f.logIQResult(c, g, "re-granting membership", "room", r.jid, "jid", bare)
+		f.logIQResult(c, g, "re-granting membership", "room", f.logRoom(r.jid), "jid", bare)
 		grants = append(grants, g)
 	}
 	waiters := r.waiters
@@ -212,7 +212,7 @@ func (f *Focus) setupRoom(c *conn, r *room, fresh bool) {
 			}
 		}
 		if gerr != nil {
-			f.log.Warn("granting membership failed", "room", r.jid, "jid", x.w.adm.JID, "err", gerr)
+			f.log.Warn("granting membership failed", "room", f.logRoom(r.jid), "jid", x.w.adm.JID, "err", gerr)
 			refused = append(refused, x.w)
 		} else {
 			admitted = append(admitted, x.w)
@@ -228,7 +228,7 @@ func (f *Focus) setupRoom(c *conn, r *room, fresh bool) {
 		replies = append(replies, errorReply(w.iq, "wait", "service-unavailable", "The conference could not be set up. Please Retry", nil))
 	}
 	if err != nil {
-		f.log.Error("could not set up room", "room", r.jid, "err", err)
+		f.log.Error("could not set up room", "room", f.logRoom(r.jid), "err", err)
 		if fresh && len(r.members) == 0 && f.rooms[r.jid] == r {
 			delete(f.rooms, r.jid)
 		}
@@ -243,7 +243,7 @@ func (f *Focus) setupRoom(c *conn, r *room, fresh bool) {
 	}
 	r.ready = true
 	if fresh {
-		f.log.Info("room opened", "room", r.jid)
+		f.log.Info("room opened", "room", f.logRoom(r.jid))
 		f.publishLocked(Event{Kind: EvRoomOpened, Room: r.jid})
 	}
 	for _, w := range admitted {
@@ -280,7 +280,7 @@ func (f *Focus) grantAndReplyLocked(c *conn, r *room, w *pendingReq) []*xmppEl {
 				return
 			}
 			// Fails closed: without the grant Prosody refuses the join.
-			f.log.Warn("granting membership failed; the requester cannot join", "room", r.jid, "jid", adm.JID, "fingerprint", adm.Fingerprint, "err", err)
+			f.log.Warn("granting membership failed; the requester cannot join", "room", f.logRoom(r.jid), "jid", adm.JID, "fingerprint", adm.Fingerprint, "err", err)
 			f.mu.Lock()
 			if r.admitted[adm.JID] == adm {
 				delete(r.admitted, adm.JID)
@@ -307,7 +307,7 @@ func (f *Focus) admittedLocked(r *room, w *pendingReq) *xmppEl {
 		Time: f.now(), Requester: w.iq.Get("from"), Room: r.jid,
 		Fingerprint: w.adm.Fingerprint, Client: w.adm.Client, Latency: lat,
 	}})
-	f.log.Info("admitted", "room", r.jid, "requester", w.iq.Get("from"), "fingerprint", w.adm.Fingerprint, "client", w.adm.Client)
+	f.log.Info("admitted", "room", f.logRoom(r.jid), "requester", w.iq.Get("from"), "fingerprint", w.adm.Fingerprint, "client", w.adm.Client)
 	return f.readyReply(w.iq, r.jid)
 }
 
@@ -338,13 +338,13 @@ func (f *Focus) endRoomLocked(c *conn, r *room, reason, actor string) []*xmppEl 
 		delete(r.members, nick)
 	}
 	f.publishLocked(Event{Kind: EvRoomEnded, Room: r.jid, Reason: reason, Actor: actor})
-	f.log.Info("room ended", "room", r.jid, "reason", reason, "by", actor)
+	f.log.Info("room ended", "room", f.logRoom(r.jid), "reason", reason, "by", actor)
 	f.markDirty()
 	if c == nil {
 		return nil
 	}
 	d := f.destroyIQ(r, reason)
-	f.logIQResult(c, d, "ending room", "room", r.jid)
+	f.logIQResult(c, d, "ending room", "room", f.logRoom(r.jid))
 	return []*xmppEl{d}
 }
 
@@ -375,16 +375,16 @@ func (f *Focus) handlePresence(c *conn, el *xmppEl) {
 	if self {
 		switch typ {
 		case "error":
-			f.log.Warn("joining room failed", "room", r.jid, "err", stanzaError(el))
+			f.log.Warn("joining room failed", "room", f.logRoom(r.jid), "err", stanzaError(el))
 		case "unavailable":
-			if !r.ending && f.conn == c {
-				f.log.Warn("the focus was removed from the room; forgetting it", "room", r.jid, "destroyed", el.Child(nsMUCUser, "x").Child("", "destroy") != nil)
+			if !r.ending && !f.draining && f.conn == c {
+				f.log.Warn("the focus was removed from the room; forgetting it", "room", f.logRoom(r.jid), "destroyed", el.Child(nsMUCUser, "x").Child("", "destroy") != nil)
 				f.endRoomLocked(nil, r, "The focus was removed from the room", "prosody")
 			}
 		default:
 			r.joined = true
 			if codes["201"] {
-				f.log.Debug("room created", "room", r.jid)
+				f.log.Debug("room created", "room", f.logRoom(r.jid))
 			}
 			for nick := range r.stale {
 				if m := r.members[nick]; m != nil {
@@ -480,7 +480,7 @@ func (f *Focus) enforceLocked(actor string) {
 			delete(r.admitted, bare)
 			f.markDirty()
 			removedAny = true
-			f.log.Info("revoking membership", "room", r.jid, "jid", bare, "fingerprint", a.Fingerprint, "client", a.Client, "reason", why)
+			f.log.Info("revoking membership", "room", f.logRoom(r.jid), "jid", bare, "fingerprint", a.Fingerprint, "client", a.Client, "reason", why)
 			if c == nil || !r.ready {
 				continue // re-joining skips it; the member list resync drops it
 			}
@@ -488,12 +488,12 @@ func (f *Focus) enforceLocked(actor string) {
 				if bareOf(m.JID) == bare {
 					r.removing[nick] = removal{actor: who, reason: why}
 					k := f.kickIQ(r, nick, why)
-					f.logIQResult(c, k, "kicking", "room", r.jid, "nick", nick)
+					f.logIQResult(c, k, "kicking", "room", f.logRoom(r.jid), "nick", nick)
 					roomOut = append(roomOut, k)
 				}
 			}
 			aff := f.affiliationIQ(r, bare, "none", why)
-			f.logIQResult(c, aff, "removing membership", "room", r.jid, "jid", bare)
+			f.logIQResult(c, aff, "removing membership", "room", f.logRoom(r.jid), "jid", bare)
 			roomOut = append(roomOut, aff)
 		}
 		if removedAny && c != nil && r.ready {
@@ -511,19 +511,9 @@ func (f *Focus) enforceLocked(actor string) {
 	}
 	if f.expiry != nil {
 		f.expiry.Stop()
-		f.expiry = nil
+		f.expiry, f.expiryAt = nil, time.Time{}
 	}
-	if !next.IsZero() {
-		d := next.Sub(now)
-		if d < 0 {
-			d = 0
-		}
-		f.expiry = time.AfterFunc(d+10*time.Millisecond, func() {
-			f.mu.Lock()
-			f.enforceLocked("expiry")
-			f.mu.Unlock()
-		})
-	}
+	f.armExpiryLocked(next)
 	if len(out) > 0 && c != nil {
 		go func() {
 			if err := c.send(context.Background(), out...); err != nil {
@@ -531,6 +521,28 @@ func (f *Focus) enforceLocked(actor string) {
 			}
 		}()
 	}
+}
+
+// armExpiryLocked makes sure enforcement runs again at t (zero: never), unless
+// it is already due earlier.
+func (f *Focus) armExpiryLocked(t time.Time) {
+	if t.IsZero() || (!f.expiryAt.IsZero() && !t.Before(f.expiryAt)) {
+		return
+	}
+	if f.expiry != nil {
+		f.expiry.Stop()
+	}
+	d := t.Sub(f.now())
+	if d < 0 {
+		d = 0
+	}
+	f.expiryAt = t
+	f.expiry = time.AfterFunc(d+10*time.Millisecond, func() {
+		f.mu.Lock()
+		f.expiry, f.expiryAt = nil, time.Time{}
+		f.enforceLocked("expiry")
+		f.mu.Unlock()
+	})
 }
 
 func revocationReason(e *keys.Entry, a *admission, now time.Time, actor string) (why, who string) {
@@ -574,7 +586,7 @@ func (f *Focus) RemoveMember(ctx context.Context, roomName, nick, reason string)
 	kick := f.kickIQ(r, nick, reason)
 	aff := f.affiliationIQ(r, bare, "none", reason)
 	f.mu.Unlock()
-	f.logIQResult(c, aff, "removing membership", "room", r.jid, "jid", bare)
+	f.logIQResult(c, aff, "removing membership", "room", f.logRoom(r.jid), "jid", bare)
 	res := make(chan error, 1)
 	c.track(kick, func(_ *xmppEl, err error) { res <- err })
 	if err := c.send(ctx, kick, aff); err != nil {
@@ -615,7 +627,7 @@ func (f *Focus) EndRoom(ctx context.Context, roomName, reason string) error {
 	f.markDirty()
 	d := f.destroyIQ(r, reason)
 	f.mu.Unlock()
-	f.log.Info("room ended", "room", r.jid, "reason", reason, "by", "operator")
+	f.log.Info("room ended", "room", f.logRoom(r.jid), "reason", reason, "by", "operator")
 	_, err := c.iq(ctx, d)
 	return err
 }
