@@ -421,27 +421,64 @@ func (f *Focus) shutdownDisconnected() {
 }
 
 // watchStore applies every key store update: new snapshots are enforced at
-// once; a failed reload keeps the last good snapshot and is published.
+// once; a failed reload keeps the last good snapshot and is published. The
+// store's watch does not report edits made through the store itself (the
+// console, SIGHUP's Reload), so the snapshot in force is also compared by
+// pointer every storePoll: whoever changed the keys, enforcement follows.
 func (f *Focus) watchStore(ctx context.Context) {
-	for u := range f.cfg.Store.Watch(ctx) {
-		f.mu.Lock()
-		if u.Err != nil {
-			f.store.LastError = u.Err.Error()
-			f.store.Notice = u.Notice
-			f.log.Error("key file reload failed; the last good keys stay in force", "err", u.Err)
-			f.publishLocked(Event{Kind: EvStoreFailed, Store: ptr(f.store)})
+	updates := f.cfg.Store.Watch(ctx)
+	tick := time.NewTicker(storePoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case u, ok := <-updates:
+			if !ok {
+				updates = nil
+				continue
+			}
+			f.mu.Lock()
+			if u.Err != nil {
+				f.store.LastError = u.Err.Error()
+				f.store.Notice = u.Notice
+				f.log.Error("key file reload failed; the last good keys stay in force", "err", u.Err)
+				f.publishLocked(Event{Kind: EvStoreFailed, Store: ptr(f.store)})
+			} else if u.Snapshot != nil {
+				f.applySnapshotLocked(u.Snapshot, u.Notice)
+			}
 			f.mu.Unlock()
-			continue
+		case <-tick.C:
+			snap := f.cfg.Store.Snapshot()
+			f.mu.Lock()
+			if snap != nil && snap != f.snap {
+				f.applySnapshotLocked(snap, "")
+			}
+			f.mu.Unlock()
 		}
-		if u.Snapshot != nil {
-			f.snap = u.Snapshot
-		}
-		f.store = StoreState{Path: f.cfg.Store.Path(), Keys: f.snap.Len(), LastReload: f.snap.LoadedAt, Notice: u.Notice}
-		f.log.Info("key file reloaded", "keys", f.snap.Len(), "notice", u.Notice)
-		f.publishLocked(Event{Kind: EvStoreReloaded, Store: ptr(f.store)})
-		f.enforceLocked("revocation")
-		f.mu.Unlock()
 	}
+}
+
+// storePoll is how often the store's snapshot pointer is compared.
+const storePoll = 100 * time.Millisecond
+
+func (f *Focus) applySnapshotLocked(snap *keys.Snapshot, notice string) {
+	if snap == f.snap && notice == "" {
+		return
+	}
+	f.snap = snap
+	f.store = StoreState{Path: f.cfg.Store.Path(), Keys: snap.Len(), LastReload: snap.LoadedAt, Notice: notice}
+	f.log.Info("key file reloaded", "keys", snap.Len(), "notice", notice)
+	f.publishLocked(Event{Kind: EvStoreReloaded, Store: ptr(f.store)})
+	f.enforceLocked("revocation")
+}
+
+// Alive reports whether the focus's state can be taken (its loop is not
+// stuck): what the systemd watchdog asks.
+func (f *Focus) Alive() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return true
 }
 
 // errNotConnected is returned by operator actions while Prosody is away.

@@ -35,6 +35,7 @@ var commands = map[string]struct {
 	order   int
 	new     func(env) command
 }{
+	"run":     {"run the focus (--headless: as a daemon)", 10, newRunCommand},
 	"version": {"print the version", 90, func(e env) command { return &versionCommand{env: e} }},
 }
 

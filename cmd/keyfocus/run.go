@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/keyfocus/keyfocus/focus"
+	"github.com/keyfocus/keyfocus/focus/control"
+	"github.com/keyfocus/keyfocus/focus/sdnotify"
+	"github.com/keyfocus/keyfocus/keys"
+)
+
+// runCommand is `keyfocus run`: the focus, with the console in this terminal
+// or (--headless) as a daemon with JSON logs on stderr.
+type runCommand struct {
+	env env
+
+	headless         bool
+	xmppAddr         string
+	component        string
+	muc              string
+	secretFile       string
+	keysPath         string
+	roomKeySeparator string
+	socket           string
+	socketGroup      string
+	statePath        string
+	readonly         bool
+	logLevel         string
+
+	// forceExit ends the process at once on a second signal; tests replace it.
+	forceExit func(code int)
+	// signals delivers SIGINT/SIGTERM/SIGHUP; tests replace it.
+	signals func(chan<- os.Signal)
+}
+
+// newRunCommand returns `keyfocus run` bound to e.
+func newRunCommand(e env) command {
+	return &runCommand{
+		env:       e,
+		forceExit: os.Exit,
+		signals: func(c chan<- os.Signal) {
+			signal.Notify(c, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+		},
+	}
+}
+
+// flags defines the flags of DESIGN.md; each default comes from
+// KEYFOCUS_<NAME> (upper case, dashes as underscores).
+func (c *runCommand) flags() *flag.FlagSet {
+	fs := flag.NewFlagSet("keyfocus run", flag.ContinueOnError)
+	fs.SetOutput(c.env.Stderr)
+	str := func(p *string, name, def, usage string) {
+		if v := c.env.Getenv(envName(name)); v != "" {
+			def = v
+		}
+		fs.StringVar(p, name, def, usage+" (env "+envName(name)+")")
+	}
+	boolean := func(p *bool, name string, usage string) {
+		def := false
+		switch strings.ToLower(c.env.Getenv(envName(name))) {
+		case "1", "true", "yes", "on":
+			def = true
+		}
+		fs.BoolVar(p, name, def, usage+" (env "+envName(name)+")")
+	}
+	boolean(&c.headless, "headless", "run as a daemon: no console, JSON logs on stderr")
+	str(&c.xmppAddr, "xmpp-addr", "127.0.0.1:5347", "Prosody's component port, host:port")
+	str(&c.component, "component", "focus.meet.example", "the focus's component address")
+	str(&c.muc, "muc", "conference.meet.example", "the MUC (conference) host")
+	str(&c.secretFile, "secret-file", "", "file holding the component secret (or set KEYFOCUS_SECRET; never on the command line)")
+	str(&c.keysPath, "keys", "./keys.properties", "the key file (created empty if missing)")
+	str(&c.roomKeySeparator, "room-key-separator", "=", "separator of KEY<sep>NAME room names")
+	str(&c.socket, "socket", "", "control socket path for `keyfocus attach` (empty: none)")
+	str(&c.socketGroup, "socket-group", "", "group that may also use the control socket (default: owner only)")
+	str(&c.statePath, "state", "", "file where admissions survive a restart (empty: none)")
+	boolean(&c.readonly, "readonly", "the console cannot edit keys, members or rooms")
+	str(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: keyfocus run [--headless] [flags]")
+		fmt.Fprintln(fs.Output())
+		fmt.Fprintln(fs.Output(), "Runs the focus component against Prosody. The first SIGINT/SIGTERM drains")
+		fmt.Fprintln(fs.Output(), "(new rooms refused, rooms left without ending them, state saved); a second")
+		fmt.Fprintln(fs.Output(), "exits at once. SIGHUP re-reads the key file.")
+		fmt.Fprintln(fs.Output())
+		fs.PrintDefaults()
+		fmt.Fprintln(fs.Output())
+		fmt.Fprintln(fs.Output(), "Exit codes: 0 clean shutdown, 1 runtime error, 2 usage error.")
+	}
+	return fs
+}
+
+func envName(flagName string) string {
+	return "KEYFOCUS_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// secret reads the component secret from KEYFOCUS_SECRET or --secret-file.
+func (c *runCommand) secret() (string, error) {
+	env := strings.TrimSpace(c.env.Getenv("KEYFOCUS_SECRET"))
+	if env != "" && c.secretFile != "" {
+		return "", usageError("both KEYFOCUS_SECRET and --secret-file are set: use one")
+	}
+	if env != "" {
+		return env, nil
+	}
+	if c.secretFile == "" {
+		return "", usageError("no component secret: set KEYFOCUS_SECRET or --secret-file FILE (the secret is never taken from the command line)")
+	}
+	data, err := os.ReadFile(c.secretFile)
+	if err != nil {
+		return "", usageError("reading the component secret: %v", err)
+	}
+	s := strings.TrimSpace(string(data))
+	if s == "" {
+		return "", usageError("the secret file %s is empty", c.secretFile)
+	}
+	return s, nil
+}
+
+func (c *runCommand) logger() (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return nil, usageError("--log-level %q: want debug, info, warn or error", c.logLevel)
+	}
+	return slog.New(slog.NewJSONHandler(c.env.Stderr, &slog.HandlerOptions{Level: lvl})), nil
+}
+
+func (c *runCommand) Run(ctx context.Context, args []string) error {
+	fs := c.flags()
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		for _, a := range fs.Args() {
+			if strings.Contains(strings.ToLower(a), "secret") {
+				return usageError("unexpected argument: the secret is read from KEYFOCUS_SECRET or --secret-file only")
+			}
+		}
+		return usageError("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if !c.headless {
+		return &exitError{code: 2, err: errors.New("the console is not available yet in this build: run `keyfocus run --headless`")}
+	}
+	secret, err := c.secret()
+	if err != nil {
+		return err
+	}
+	log, err := c.logger()
+	if err != nil {
+		return err
+	}
+	store, err := keys.OpenWith(c.keysPath, keys.Options{Logger: log})
+	if err != nil {
+		return fmt.Errorf("key file: %w", err)
+	}
+	f, err := focus.New(focus.Config{
+		Addr: c.xmppAddr, Component: c.component, MUC: c.muc, Secret: secret,
+		Store: store, RoomKeySeparator: c.roomKeySeparator, StatePath: c.statePath, Logger: log,
+	})
+	if err != nil {
+		return usageError("%v", err)
+	}
+	return c.serve(ctx, log, store, f)
+}
+
+// serve runs the focus and the pieces around it, each one goroutine of an
+// errgroup, until a signal or an error. Pieces: the focus itself, signals,
+// systemd notification, the control socket (--socket). The console (without
+// --headless) and the HTTP server (--http) join here the same way.
+func (c *runCommand) serve(ctx context.Context, log *slog.Logger, store *keys.Store, f *focus.Focus) error {
+	notify := sdnotify.New(c.env.Getenv)
+	runCtx, stopRun := context.WithCancel(ctx) // ends the focus: drain and leave
+	defer stopRun()
+	g, gctx := errgroup.WithContext(runCtx)
+
+	if c.socket != "" {
+		l, err := control.Listen(c.socket, control.ListenConfig{Group: c.socketGroup})
+		if err != nil {
+			return err
+		}
+		srv := &control.Server{Source: f, Logger: log}
+		g.Go(func() error { return srv.Serve(gctx, l) })
+	}
+
+	focusDone := make(chan struct{})
+	g.Go(func() error {
+		defer close(focusDone)
+		err := f.Run(gctx)
+		stopRun() // the focus ended: everything else stops too
+		return err
+	})
+
+	g.Go(func() error {
+		select {
+		case <-f.Ready():
+			_ = notify.Ready("connected to Prosody")
+			log.Info("ready", "component", c.component, "keys", store.Path())
+		case <-gctx.Done():
+		}
+		return nil
+	})
+	g.Go(func() error { return notify.Watchdog(gctx, f.Alive) })
+
+	sigs := make(chan os.Signal, 4)
+	c.signals(sigs)
+	defer signal.Stop(sigs)
+	g.Go(func() error {
+		stopping := false
+		for {
+			select {
+			case <-focusDone:
+				return nil
+			case s := <-sigs:
+				switch {
+				case s == syscall.SIGHUP:
+					_ = notify.Reloading("re-reading the key file")
+					u := store.Reload()
+					if u.Err != nil {
+						log.Error("reload: key file not applied; the last good keys stay", "err", u.Err)
+					} else {
+						log.Info("reload: key file re-read", "keys", u.Snapshot.Len())
+					}
+					_ = notify.Ready("connected to Prosody")
+				case !stopping:
+					stopping = true
+					log.Info("signal: draining (send it again to exit at once)", "signal", s.String())
+					_ = notify.Stopping("draining")
+					stopRun()
+				default:
+					log.Warn("second signal: exiting at once", "signal", s.String())
+					c.forceExit(1)
+					return nil
+				}
+			}
+		}
+	})
+	err := g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
