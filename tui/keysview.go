@@ -416,4 +416,3 @@ func (v *keysView) FullHelp() [][]key.Binding {
 	}
 	return [][]key.Binding{v.km.bindings(), {v.km.Add, v.km.Edit, v.km.Revoke, v.km.Reload}}
 }
-
