@@ -1,0 +1,502 @@
+package simulate
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// LoadConfig describes a load run: participants that each log in, ask for a
+// conference, join if admitted, stay, and leave.
+type LoadConfig struct {
+	Account Account
+	// Focus is the focus's address; default focus.<domain>.
+	Focus string
+	// MUC is the conference component; default conference.<domain>.
+	MUC string
+	// Rooms is how many rooms the participants spread over (round robin);
+	// default 1. Rooms are named RoomPrefix-N.
+	Rooms      int
+	RoomPrefix string // default "sim"
+	// Participants is how many participants to run in total; 0 means no
+	// limit (then Duration must be set).
+	Participants int
+	// Duration stops starting new participants after this long; 0: no limit.
+	Duration time.Duration
+	// Rate is how many participants start per second; 0: as fast as
+	// Concurrency allows.
+	Rate float64
+	// Concurrency caps participants alive at once; default 16.
+	Concurrency int
+	// Stay is how long an admitted participant stays in its room.
+	Stay time.Duration
+	// Keys are the valid keys to present, used round robin. Never logged or
+	// printed: only fingerprints.
+	Keys []string
+	// InvalidRatio is the share (0..1) of the participants that ask for a
+	// conference that present a wrong key instead; with no Keys every one
+	// presents a wrong key.
+	InvalidRatio float64
+	// IntruderRatio is the share that skip the request and join directly,
+	// as a modified client would; the room must refuse them.
+	IntruderRatio float64
+	// Form, Separator and Lowercase are as in Request.
+	Form      KeyForm
+	Separator string
+	Lowercase bool
+	// StepTimeout bounds each step (login, request, join, leave); default 10s.
+	StepTimeout time.Duration
+	// Progress gets one line a second while the run lasts; nil: none.
+	Progress io.Writer
+	Logger   *slog.Logger
+}
+
+// Latency summarises a set of durations.
+type Latency struct {
+	N   int           `json:"n"`
+	P50 time.Duration `json:"p50_ns"`
+	P90 time.Duration `json:"p90_ns"`
+	P99 time.Duration `json:"p99_ns"`
+	Max time.Duration `json:"max_ns"`
+}
+
+func (l Latency) String() string {
+	if l.N == 0 {
+		return "n=0"
+	}
+	return fmt.Sprintf("p50 %s  p90 %s  p99 %s  max %s  (n=%d)", fmtDur(l.P50), fmtDur(l.P90), fmtDur(l.P99), fmtDur(l.Max), l.N)
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond))
+	case d < time.Second:
+		return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+	}
+	return d.Round(time.Millisecond).String()
+}
+
+func latencyOf(ds []time.Duration) Latency {
+	if len(ds) == 0 {
+		return Latency{}
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	q := func(p float64) time.Duration {
+		i := int(math.Ceil(p*float64(len(s)))) - 1
+		if i < 0 {
+			i = 0
+		}
+		return s[i]
+	}
+	return Latency{N: len(s), P50: q(0.50), P90: q(0.90), P99: q(0.99), Max: s[len(s)-1]}
+}
+
+// Summary is the outcome of a load run.
+type Summary struct {
+	Elapsed      time.Duration `json:"elapsed_ns"`
+	Started      int           `json:"started"`
+	Finished     int           `json:"finished"`
+	LoginFailed  int           `json:"login_failed"`
+	Admitted     int           `json:"admitted"`
+	RequestError int           `json:"request_error"` // transport errors and timeouts
+	// Refused counts refusals by "CODE condition" (code 0 when there is none).
+	Refused map[string]int `json:"refused"`
+	// RefusedValid counts refusals of participants that presented a valid key.
+	RefusedValid int `json:"refused_valid"`
+	// AdmittedInvalid counts wrong keys that were admitted: a gate failure.
+	AdmittedInvalid int `json:"admitted_invalid"`
+	Joined          int `json:"joined"`
+	// JoinRefused counts refused joins by condition (registration-required, ...).
+	JoinRefused map[string]int `json:"join_refused"`
+	JoinError   int            `json:"join_error"`
+	// Intruders is how many skipped the request; IntrudersIn how many of
+	// them got into a room anyway (a gate failure).
+	Intruders   int `json:"intruders"`
+	IntrudersIn int `json:"intruders_in"`
+	// Removed counts removals during the stay by MUC status (307, 321, 0 destroyed).
+	Removed      map[string]int `json:"removed"`
+	Disconnected int            `json:"disconnected"`
+	Login        Latency        `json:"login"`
+	Request      Latency        `json:"request"`
+	Join         Latency        `json:"join"`
+	// KeyFingerprints are the fingerprints of the valid keys presented.
+	KeyFingerprints []string `json:"key_fingerprints,omitempty"`
+}
+
+// WriteText writes the summary for people.
+func (s *Summary) WriteText(w io.Writer) {
+	rate := 0.0
+	if s.Elapsed > 0 {
+		rate = float64(s.Finished) / s.Elapsed.Seconds()
+	}
+	fmt.Fprintf(w, "participants  %d started, %d finished in %s (%.1f/s)\n", s.Started, s.Finished, s.Elapsed.Round(time.Millisecond), rate)
+	if len(s.KeyFingerprints) > 0 {
+		fmt.Fprintf(w, "keys          %s\n", strings.Join(s.KeyFingerprints, " "))
+	}
+	fmt.Fprintf(w, "login         %d failed; %s\n", s.LoginFailed, s.Login)
+	fmt.Fprintf(w, "requests      %d admitted, %d refused, %d failed; %s\n", s.Admitted, sum(s.Refused), s.RequestError, s.Request)
+	for _, k := range sortedKeys(s.Refused) {
+		fmt.Fprintf(w, "  refused     %-40s %d\n", k, s.Refused[k])
+	}
+	if s.RefusedValid > 0 {
+		fmt.Fprintf(w, "  !! valid keys refused: %d\n", s.RefusedValid)
+	}
+	if s.AdmittedInvalid > 0 {
+		fmt.Fprintf(w, "  !! WRONG KEYS ADMITTED: %d\n", s.AdmittedInvalid)
+	}
+	fmt.Fprintf(w, "joins         %d joined, %d refused, %d failed; %s\n", s.Joined, sum(s.JoinRefused), s.JoinError, s.Join)
+	for _, k := range sortedKeys(s.JoinRefused) {
+		fmt.Fprintf(w, "  refused     %-40s %d\n", k, s.JoinRefused[k])
+	}
+	if s.Intruders > 0 {
+		fmt.Fprintf(w, "intruders     %d tried without a request, %d got in\n", s.Intruders, s.IntrudersIn)
+	}
+	fmt.Fprintf(w, "removed       %d", sum(s.Removed))
+	for _, k := range sortedKeys(s.Removed) {
+		fmt.Fprintf(w, "  status %s: %d", k, s.Removed[k])
+	}
+	fmt.Fprintln(w)
+	if s.Disconnected > 0 {
+		fmt.Fprintf(w, "disconnected  %d\n", s.Disconnected)
+	}
+}
+
+// WriteJSON writes the summary as one JSON object.
+func (s *Summary) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(s)
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func sortedKeys(m map[string]int) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// InvalidKey returns a key that looks like a keyfocus key but is random.
+func InvalidKey() string {
+	b := make([]byte, 20)
+	_, _ = rand.Read(b)
+	return "kf_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
+}
+
+type recorder struct {
+	mu                   sync.Mutex
+	s                    Summary
+	login, request, join []time.Duration
+	active               atomic.Int64
+}
+
+func (r *recorder) do(f func(s *Summary)) {
+	r.mu.Lock()
+	f(&r.s)
+	r.mu.Unlock()
+}
+
+// Run runs the load until every participant is done, Duration has passed
+// (then the running ones finish their stay) or ctx is cancelled (then they
+// leave at once). It returns the summary in every case; the error says why
+// the run could not start.
+func Run(ctx context.Context, cfg LoadConfig) (*Summary, error) {
+	if cfg.Account.Addr == "" || cfg.Account.Domain == "" {
+		return nil, errors.New("simulate: load needs the c2s address and the domain")
+	}
+	if cfg.Participants <= 0 && cfg.Duration <= 0 {
+		return nil, errors.New("simulate: load needs a participant count or a duration")
+	}
+	if cfg.InvalidRatio < 0 || cfg.InvalidRatio > 1 || cfg.IntruderRatio < 0 || cfg.IntruderRatio > 1 {
+		return nil, errors.New("simulate: invalid and intruder ratios must be between 0 and 1")
+	}
+	if cfg.Rate < 0 {
+		return nil, errors.New("simulate: rate must not be negative")
+	}
+	if cfg.Rooms <= 0 {
+		cfg.Rooms = 1
+	}
+	if cfg.RoomPrefix == "" {
+		cfg.RoomPrefix = "sim"
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 16
+	}
+	if cfg.StepTimeout <= 0 {
+		cfg.StepTimeout = 10 * time.Second
+	}
+	if cfg.MUC == "" {
+		cfg.MUC = "conference." + cfg.Account.Domain
+	}
+	if cfg.Focus == "" {
+		cfg.Focus = "focus." + cfg.Account.Domain
+	}
+	if cfg.Form == "" {
+		cfg.Form = FormProperty
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Account.Logger == nil {
+		cfg.Account.Logger = cfg.Logger
+	}
+	rec := &recorder{s: Summary{Refused: map[string]int{}, JoinRefused: map[string]int{}, Removed: map[string]int{}}}
+	for _, k := range cfg.Keys {
+		rec.s.KeyFingerprints = append(rec.s.KeyFingerprints, fingerprint(k))
+	}
+
+	begin := time.Now()
+	startCtx := ctx
+	if cfg.Duration > 0 {
+		var cancel context.CancelFunc
+		startCtx, cancel = context.WithTimeout(ctx, cfg.Duration)
+		defer cancel()
+	}
+	progressDone := make(chan struct{})
+	stopProgress := make(chan struct{})
+	go func() {
+		defer close(progressDone)
+		if cfg.Progress == nil {
+			return
+		}
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopProgress:
+				return
+			case <-t.C:
+				rec.progress(cfg.Progress, time.Since(begin))
+			}
+		}
+	}()
+
+	sem := make(chan struct{}, cfg.Concurrency)
+	var wg sync.WaitGroup
+	var tick *time.Ticker
+	if cfg.Rate > 0 {
+		tick = time.NewTicker(time.Duration(float64(time.Second) / cfg.Rate))
+		defer tick.Stop()
+	}
+	requesters := 0
+loop:
+	for i := 0; cfg.Participants <= 0 || i < cfg.Participants; i++ {
+		if tick != nil && i > 0 {
+			select {
+			case <-tick.C:
+			case <-startCtx.Done():
+				break loop
+			}
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-startCtx.Done():
+			break loop
+		}
+		if startCtx.Err() != nil {
+			<-sem
+			break
+		}
+		// Spread intruders and wrong keys evenly rather than at random, so
+		// small runs still have the asked-for mix.
+		kind := kindValid
+		switch {
+		case mark(i, cfg.IntruderRatio):
+			kind = kindIntruder
+		case len(cfg.Keys) == 0 || mark(requesters, cfg.InvalidRatio):
+			kind = kindInvalid
+		}
+		if kind != kindIntruder {
+			requesters++
+		}
+		key := ""
+		if kind == kindValid {
+			key = cfg.Keys[i%len(cfg.Keys)]
+		} else if kind == kindInvalid {
+			key = InvalidKey()
+		}
+		rec.do(func(s *Summary) { s.Started++ })
+		wg.Add(1)
+		go func(i int, kind participantKind, key string) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			rec.active.Add(1)
+			defer rec.active.Add(-1)
+			runOne(ctx, cfg, rec, i, kind, key)
+			rec.do(func(s *Summary) { s.Finished++ })
+		}(i, kind, key)
+	}
+	wg.Wait()
+	close(stopProgress)
+	<-progressDone
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	s := rec.s
+	s.Elapsed = time.Since(begin)
+	s.Login, s.Request, s.Join = latencyOf(rec.login), latencyOf(rec.request), latencyOf(rec.join)
+	if cfg.Progress != nil {
+		rec.progressLocked(cfg.Progress, s.Elapsed)
+	}
+	return &s, nil
+}
+
+// mark reports whether the i-th (from 0) of a series is one of the share
+// ratio: floor((i+1)*ratio) steps up at i.
+func mark(i int, ratio float64) bool {
+	const eps = 1e-9
+	return math.Floor(float64(i+1)*ratio+eps) > math.Floor(float64(i)*ratio+eps)
+}
+
+type participantKind int
+
+const (
+	kindValid participantKind = iota
+	kindInvalid
+	kindIntruder
+)
+
+func (r *recorder) progress(w io.Writer, elapsed time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.progressLocked(w, elapsed)
+}
+
+func (r *recorder) progressLocked(w io.Writer, elapsed time.Duration) {
+	s := &r.s
+	line := fmt.Sprintf("%5.0fs  started %d  active %d  admitted %d  refused %d  joined %d  join-refused %d  removed %d  errors %d",
+		elapsed.Seconds(), s.Started, r.active.Load(), s.Admitted, sum(s.Refused), s.Joined, sum(s.JoinRefused), sum(s.Removed),
+		s.LoginFailed+s.RequestError+s.JoinError+s.Disconnected)
+	if n := len(r.request); n > 0 {
+		line += "  last req " + fmtDur(r.request[n-1])
+	}
+	fmt.Fprintln(w, line)
+}
+
+func fingerprint(key string) string {
+	return hashHex(key)[:8]
+}
+
+func runOne(ctx context.Context, cfg LoadConfig, rec *recorder, i int, kind participantKind, key string) {
+	log := cfg.Logger
+	step := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, cfg.StepTimeout) }
+
+	sctx, cancel := step()
+	t0 := time.Now()
+	p, err := Dial(sctx, cfg.Account)
+	cancel()
+	if err != nil {
+		log.Debug("login failed", "participant", i, "err", err)
+		rec.do(func(s *Summary) { s.LoginFailed++ })
+		return
+	}
+	rec.do(func(s *Summary) { rec.login = append(rec.login, time.Since(t0)) })
+	defer p.Close()
+
+	room := fmt.Sprintf("%s-%d@%s", cfg.RoomPrefix, i%cfg.Rooms, cfg.MUC)
+	nick := "sim-" + strconv.Itoa(i)
+	if kind != kindIntruder {
+		req := Request{Room: room, Key: key, Form: cfg.Form, Separator: cfg.Separator, Lowercase: cfg.Lowercase, Focus: cfg.Focus}
+		sctx, cancel := step()
+		rep, err := p.RequestConference(sctx, req)
+		cancel()
+		if err != nil {
+			log.Debug("conference request failed", "participant", i, "err", err)
+			rec.do(func(s *Summary) { s.RequestError++ })
+			return
+		}
+		rec.do(func(s *Summary) {
+			rec.request = append(rec.request, rep.RTT)
+			switch {
+			case rep.Admitted():
+				s.Admitted++
+				if kind == kindInvalid {
+					s.AdmittedInvalid++
+				}
+			case rep.Error != nil:
+				s.Refused[fmt.Sprintf("%d %s", rep.Error.Code, rep.Error.Condition)]++
+				if kind == kindValid {
+					s.RefusedValid++
+				}
+			default:
+				s.Refused["0 not-ready"]++
+			}
+		})
+		if !rep.Admitted() {
+			return
+		}
+		room = req.RoomJID()
+	} else {
+		rec.do(func(s *Summary) { s.Intruders++ })
+	}
+
+	sctx, cancel = step()
+	t1 := time.Now()
+	_, err = p.Join(sctx, room, nick)
+	cancel()
+	var se *StanzaError
+	switch {
+	case errors.As(err, &se):
+		rec.do(func(s *Summary) { s.JoinRefused[se.Condition]++ })
+		return
+	case err != nil:
+		log.Debug("join failed", "participant", i, "err", err)
+		rec.do(func(s *Summary) { s.JoinError++ })
+		return
+	}
+	rec.do(func(s *Summary) {
+		rec.join = append(rec.join, time.Since(t1))
+		s.Joined++
+		if kind == kindIntruder {
+			s.IntrudersIn++
+		}
+	})
+
+	stay := time.NewTimer(cfg.Stay)
+	defer stay.Stop()
+	removedCtx, cancelRemoved := context.WithCancel(ctx)
+	defer cancelRemoved()
+	removed := make(chan *Removal, 1)
+	go func() {
+		if rem, err := p.WaitRemoved(removedCtx, room); err == nil {
+			removed <- rem
+		}
+	}()
+	select {
+	case <-stay.C:
+	case <-ctx.Done():
+	case rem := <-removed:
+		rec.do(func(s *Summary) { s.Removed[strconv.Itoa(rem.Status)]++ })
+		return
+	case <-p.Done():
+		rec.do(func(s *Summary) { s.Disconnected++ })
+		return
+	}
+	lctx, cancel := context.WithTimeout(context.Background(), cfg.StepTimeout)
+	defer cancel()
+	if err := p.Leave(lctx, room); err != nil {
+		log.Debug("leave failed", "participant", i, "err", err)
+	}
+}
