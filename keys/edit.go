@@ -60,27 +60,28 @@ func splice(data []byte, start, end int, repl string) []byte {
 // Add generates a key for spec, stores it hashed ("sha256:<hex>=...") at the
 // end of the file and returns the key: the only time it is ever seen.
 func (s *Store) Add(spec Spec) (key string, e *Entry, err error) {
-	if err := spec.Validate(); err != nil {
-		return "", nil, err
-	}
 	key, err = Generate()
 	if err != nil {
 		return "", nil, err
 	}
-	id := HashKey(key)
-	snap, err := s.modify(func(d *document) ([]byte, error) {
-		out := d.data
-		if len(out) > 0 && out[len(out)-1] != '\n' && out[len(out)-1] != '\r' {
-			out = append(out[:len(out):len(out)], d.newline...)
-		}
-		line := hashedPrefix + id + "=" + escapeValue(spec.value()) + d.newline
-		return append(out[:len(out):len(out)], line...), nil
-	})
+	e, err = s.add(key, spec)
 	if err != nil {
 		return "", nil, err
 	}
+	return key, e, nil
+}
+
+func (s *Store) add(key string, spec Spec) (*Entry, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	id := HashKey(key)
+	snap, err := s.modify(func(d *document) ([]byte, error) { return addDoc(d, id, spec), nil })
+	if err != nil {
+		return nil, err
+	}
 	s.log.Info("key added", "fingerprint", id[:8], "client", spec.Name)
-	return key, snap.ByID(id), nil
+	return snap.ByID(id), nil
 }
 
 // Edit sets the attributes of the entry with ID id to spec: name, rooms,
@@ -91,18 +92,11 @@ func (s *Store) Edit(id string, spec Spec) (*Entry, error) {
 		return nil, err
 	}
 	snap, err := s.modify(func(d *document) ([]byte, error) {
-		for i := range d.recs {
-			rec := &d.recs[i]
-			if rec.entry == nil || rec.entry.ID != id {
-				continue
-			}
-			v := editValue(rec, spec)
-			if v == rec.value {
-				return d.data, nil
-			}
-			return splice(d.data, rec.valueRaw, rec.contentEnd, escapeValue(v)), nil
+		out, ok := editDoc(d, id, spec)
+		if !ok {
+			return nil, s.notFound(id)
 		}
-		return nil, s.notFound(id)
+		return out, nil
 	})
 	if err != nil {
 		return nil, err
@@ -117,19 +111,8 @@ func (s *Store) Edit(id string, spec Spec) (*Entry, error) {
 func (s *Store) Revoke(id string) (*Entry, error) {
 	var gone *Entry
 	_, err := s.modify(func(d *document) ([]byte, error) {
-		out := d.data
-		for i := len(d.recs) - 1; i >= 0; i-- {
-			rec := &d.recs[i]
-			if rec.entry == nil || rec.entry.ID != id {
-				continue
-			}
-			gone = rec.entry
-			start := rec.start
-			if i == 0 && strings.HasPrefix(string(d.data), "\uFEFF") {
-				start = 3 // keep the byte order mark
-			}
-			out = splice(out, start, rec.end, "")
-		}
+		var out []byte
+		out, gone = revokeDoc(d, id)
 		if gone == nil {
 			return nil, s.notFound(id)
 		}
@@ -140,6 +123,52 @@ func (s *Store) Revoke(id string) (*Entry, error) {
 	}
 	s.log.Info("key revoked", "fingerprint", gone.Fingerprint, "client", gone.Name)
 	return gone, nil
+}
+
+// addDoc returns d's content with a hashed entry for id appended.
+func addDoc(d *document, id string, spec Spec) []byte {
+	out := d.data[:len(d.data):len(d.data)]
+	if len(out) > 0 && out[len(out)-1] != '\n' && out[len(out)-1] != '\r' {
+		out = append(out, d.newline...)
+	}
+	return append(out, hashedPrefix+id+"="+escapeValue(spec.value())+d.newline...)
+}
+
+// editDoc returns d's content with the first entry of id set to spec; only
+// that entry's value text changes.
+func editDoc(d *document, id string, spec Spec) ([]byte, bool) {
+	for i := range d.recs {
+		rec := &d.recs[i]
+		if rec.entry == nil || rec.entry.ID != id {
+			continue
+		}
+		v := editValue(rec, spec)
+		if v == rec.value {
+			return d.data, true
+		}
+		return splice(d.data, rec.valueRaw, rec.contentEnd, escapeValue(v)), true
+	}
+	return nil, false
+}
+
+// revokeDoc returns d's content without the records of id, and the entry
+// removed (nil if there was none).
+func revokeDoc(d *document, id string) ([]byte, *Entry) {
+	out := d.data
+	var gone *Entry
+	for i := len(d.recs) - 1; i >= 0; i-- {
+		rec := &d.recs[i]
+		if rec.entry == nil || rec.entry.ID != id {
+			continue
+		}
+		gone = rec.entry
+		start := rec.start
+		if i == 0 && strings.HasPrefix(string(d.data), "\uFEFF") {
+			start = 3 // keep the byte order mark
+		}
+		out = splice(out, start, rec.end, "")
+	}
+	return out, gone
 }
 
 func (s *Store) notFound(id string) error {

@@ -493,10 +493,16 @@ func ParseRooms(s string) ([]string, error) {
 // day UTC) or an RFC 3339 time.
 func ParseExpires(s string) (time.Time, error) {
 	s = strings.TrimSpace(s)
-	if t, err := time.Parse(time.DateOnly, s); err == nil {
-		return t.AddDate(0, 0, 1), nil
+	t, err := time.Parse(time.DateOnly, s)
+	if err == nil {
+		t = t.AddDate(0, 0, 1)
+	} else {
+		t, err = time.Parse(time.RFC3339, s)
 	}
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
+	if err == nil {
+		if u := t.UTC(); u.Year() < 1 || u.IsZero() {
+			return time.Time{}, fmt.Errorf("%q is too far in the past to be an expiry", s)
+		}
 		return t, nil
 	}
 	return time.Time{}, fmt.Errorf("%q is neither a date (2027-03-01, meaning the end of that day UTC) nor an RFC 3339 time (2027-03-01T17:00:00Z)", s)
@@ -507,7 +513,9 @@ func ParseExpires(s string) (time.Time, error) {
 func FormatExpires(t time.Time) string {
 	u := t.UTC()
 	if u.Hour() == 0 && u.Minute() == 0 && u.Second() == 0 && u.Nanosecond() == 0 {
-		return u.AddDate(0, 0, -1).Format(time.DateOnly)
+		if day := u.AddDate(0, 0, -1); day.Year() >= 1 && day.Year() <= 9999 {
+			return day.Format(time.DateOnly)
+		}
 	}
 	return t.Format(time.RFC3339)
 }
