@@ -35,8 +35,9 @@ var commands = map[string]struct {
 	order   int
 	new     func(env) command
 }{
-	"run":     {"run the focus (--headless: as a daemon)", 10, newRunCommand},
-	"version": {"print the version", 90, func(e env) command { return &versionCommand{env: e} }},
+	"run":      {"run the focus (--headless: as a daemon)", 10, newRunCommand},
+	"simulate": {"participants that act like Jitsi clients (demo traffic, load, tests)", 50, newSimulateCommand},
+	"version":  {"print the version", 90, func(e env) command { return &versionCommand{env: e} }},
 }
 
 func main() {
