@@ -14,19 +14,18 @@
 package tui
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"time"
 
+	"github.com/charmbracelet/bubbles/cursor"
 	"github.com/charmbracelet/bubbles/help"
 	"github.com/charmbracelet/bubbles/key"
 	"github.com/charmbracelet/bubbles/textinput"
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
 	"github.com/keyfocus/keyfocus/focus"
-	"github.com/keyfocus/keyfocus/keys"
 	"github.com/keyfocus/keyfocus/tui/common"
 	"github.com/keyfocus/keyfocus/tui/live"
 )
@@ -117,6 +116,11 @@ type Model struct {
 	flashID  int
 
 	ready bool
+
+	// Test hooks: timers off makes ticks and flash expiry no-ops; wait
+	// waits for events (waitEvents).
+	timers bool
+	wait   func(*focus.Subscription, time.Time) tea.Cmd
 }
 
 // New returns a console for opts (see Options). It starts watching when
@@ -140,7 +144,7 @@ func New(opts Options) *Model {
 		}
 	}
 	d := &data{src: opts.Source, store: opts.Store, st: live.New(focus.State{}, opts.KeySeparator)}
-	m := &Model{opts: opts, c: c, d: d, km: DefaultKeyMap(), help: help.New()}
+	m := &Model{opts: opts, c: c, d: d, km: DefaultKeyMap(), help: help.New(), timers: true, wait: waitEvents}
 	m.help.Styles = help.Styles{
 		ShortKey:       c.Styles.Label,
 		ShortDesc:      c.Styles.Help,
@@ -159,6 +163,7 @@ func New(opts Options) *Model {
 	m.filterIn.PlaceholderStyle = c.Styles.Dim
 	m.filterIn.CharLimit = 64
 	m.filterIn.Width = 24
+	m.filterIn.Cursor.SetMode(cursor.CursorStatic)
 	if opts.Store != nil {
 		d.snap = opts.Store.Snapshot()
 	}
@@ -195,6 +200,9 @@ func (m *Model) watch(delay time.Duration) tea.Cmd {
 }
 
 func (m *Model) tick() tea.Cmd {
+	if !m.timers {
+		return nil
+	}
 	return tea.Every(time.Second, func(t time.Time) tea.Msg { return tickMsg(t) })
 }
 
@@ -256,7 +264,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.sub = msg.sub
 		m.d.st = live.New(msg.st, m.opts.KeySeparator)
 		m.refresh()
-		return m, waitEvents(msg.sub, time.Time{})
+		return m, m.wait(msg.sub, time.Time{})
 
 	case eventsMsg:
 		if msg.sub != m.sub {
@@ -287,7 +295,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			m.watchAt = time.Now()
 			cmds = append(cmds, m.watch(delay))
 		} else {
-			cmds = append(cmds, waitEvents(msg.sub, msg.at.Add(frame)))
+			cmds = append(cmds, m.wait(msg.sub, msg.at.Add(frame)))
 		}
 		return m, tea.Batch(cmds...)
 
@@ -324,6 +332,9 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.flashID++
 		m.flash, m.flashErr = msg.text, msg.err
 		id := m.flashID
+		if !m.timers {
+			return m, nil
+		}
 		return m, tea.Tick(6*time.Second, func(time.Time) tea.Msg { return flashExpiredMsg{id: id} })
 
 	case flashExpiredMsg:
@@ -601,25 +612,28 @@ func (m *Model) headerView() string {
 	if comp == "" {
 		comp = "(component unknown)"
 	}
-	var conn string
+	var conn, connErr string
 	switch {
 	case s.Conn.Connected:
 		conn = st.OK.Render("● connected")
 	case s.Conn.Attempt > 0:
 		conn = st.Warn.Render(fmt.Sprintf("○ reconnecting (attempt %d)", s.Conn.Attempt))
-		if s.Conn.LastError != "" {
-			conn += st.Dim.Render(": " + s.Conn.LastError)
-		}
+		connErr = s.Conn.LastError
 	case s.Conn.Since.IsZero():
 		conn = st.Warn.Render("○ connecting")
 	default:
 		conn = st.Error.Render("○ disconnected")
-		if s.Conn.LastError != "" {
-			conn += st.Dim.Render(": " + s.Conn.LastError)
-		}
+		connErr = s.Conn.LastError
 	}
-	counts := fmt.Sprintf("rooms %d · members %d · rejected %d", len(s.Rooms), s.Members, s.RejectedLen())
-	line1 := st.Title.Render("keyfocus") + " " + comp + "  " + conn
+	counts := fmt.Sprintf("rooms %d  members %d  rejected %d", len(s.Rooms), s.Members, s.RejectedLen())
+	line1 := st.Title.Render(comp) + "  " + conn
+	if m.c.Width >= 100 {
+		line1 = "keyfocus " + line1
+	}
+	// The counts always show; the connection error gets what room is left.
+	if room := m.c.Width - lipgloss.Width(line1) - len(counts) - 2; connErr != "" && room > 4 {
+		line1 += st.Dim.Render(fit(": "+connErr, min(room, len(connErr)+2), false))
+	}
 	if gap := m.c.Width - lipgloss.Width(line1) - len(counts); gap >= 2 {
 		line1 += strings.Repeat(" ", gap) + counts
 	} else {
@@ -666,6 +680,3 @@ func fitBlock(s string, w, h int) string {
 	}
 	return strings.Join(lines, "\n")
 }
-
-// errIsConflict is a helper for callers outside the package.
-func errIsConflict(err error) bool { return errors.Is(err, keys.ErrConflict) }

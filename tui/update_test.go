@@ -1,0 +1,399 @@
+package tui
+
+import (
+	"errors"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/keyfocus/keyfocus/focus"
+	"github.com/keyfocus/keyfocus/keys"
+)
+
+func TestUpdateKeys(t *testing.T) {
+	const standup = "standup@conference.meet.example"
+	tests := []struct {
+		name     string
+		opts     Options
+		keys     []string
+		wantQuit bool
+		check    func(t *testing.T, f *fixture)
+	}{
+		{name: "tab cycles views", keys: []string{"tab", "tab"}, check: func(t *testing.T, f *fixture) { wantTab(t, f, 2) }},
+		{name: "tab wraps", keys: []string{"tab", "tab", "tab"}, check: func(t *testing.T, f *fixture) { wantTab(t, f, 0) }},
+		{name: "shift+tab goes back", keys: []string{"shift+tab"}, check: func(t *testing.T, f *fixture) { wantTab(t, f, 2) }},
+		{name: "number keys", keys: []string{"3", "2"}, check: func(t *testing.T, f *fixture) { wantTab(t, f, 1) }},
+		{name: "1 back to rooms", keys: []string{"3", "1"}, check: func(t *testing.T, f *fixture) { wantTab(t, f, 0) }},
+		{name: "j moves down", keys: []string{"j"}, check: func(t *testing.T, f *fixture) { wantRoom(t, f, "admin123=board@conference.meet.example") }},
+		{name: "down arrow moves down", keys: []string{"down", "down"}, check: func(t *testing.T, f *fixture) { wantRoom(t, f, standup) }},
+		{name: "k moves up", keys: []string{"G", "k"}, check: func(t *testing.T, f *fixture) { wantRoom(t, f, "admin123=board@conference.meet.example") }},
+		{name: "G and g", keys: []string{"G", "g"}, check: func(t *testing.T, f *fixture) { wantRoom(t, f, "acme-weekly@conference.meet.example") }},
+		{name: "cursor stops at the end", keys: []string{"j", "j", "j", "j", "j"}, check: func(t *testing.T, f *fixture) { wantRoom(t, f, standup) }},
+		{name: "sort by members", keys: []string{"s"}, check: func(t *testing.T, f *fixture) {
+			if f.m.rooms.sortBy != sortMembers || f.m.rooms.rows[0].Name != standup {
+				t.Errorf("sort %d, first %s", f.m.rooms.sortBy, f.m.rooms.rows[0].Name)
+			}
+		}},
+		{name: "sort by age reversed", keys: []string{"s", "s", "S"}, check: func(t *testing.T, f *fixture) {
+			if f.m.rooms.rows[0].Name != "admin123=board@conference.meet.example" {
+				t.Errorf("newest first expected, got %s", f.m.rooms.rows[0].Name)
+			}
+		}},
+		{name: "enter opens members, esc returns", keys: []string{"G", "enter", "j", "esc"}, check: func(t *testing.T, f *fixture) {
+			if f.m.rooms.inMember || f.m.rooms.members.Cursor() != 1 {
+				t.Errorf("inMember=%v member cursor=%d", f.m.rooms.inMember, f.m.rooms.members.Cursor())
+			}
+		}},
+		{name: "remove member asks first", keys: []string{"G", "enter", "j", "x"}, check: func(t *testing.T, f *fixture) {
+			if f.m.dialog == nil || !strings.Contains(f.m.dialog.title, "Remove bob") {
+				t.Fatalf("dialog = %+v", f.m.dialog)
+			}
+			if len(f.src.Actions()) != 0 {
+				t.Errorf("acted before confirmation: %v", f.src.Actions())
+			}
+		}},
+		{name: "remove member confirmed", keys: []string{"G", "enter", "j", "x", "y"}, check: func(t *testing.T, f *fixture) {
+			if got := f.src.Actions(); !slices.Equal(got, []string{"remove " + standup + " bob"}) {
+				t.Errorf("actions = %v", got)
+			}
+			if n := len(f.m.d.st.Rooms[standup].Members); n != 2 {
+				t.Errorf("members now %d, want 2 (the removal event applied)", n)
+			}
+			if !strings.Contains(f.m.flash, "removed bob") {
+				t.Errorf("flash = %q", f.m.flash)
+			}
+		}},
+		{name: "remove member declined", keys: []string{"G", "enter", "x", "n"}, check: func(t *testing.T, f *fixture) {
+			if f.m.dialog != nil || len(f.src.Actions()) != 0 {
+				t.Errorf("dialog %v actions %v", f.m.dialog, f.src.Actions())
+			}
+		}},
+		{name: "x in the rooms pane says to pick a member", keys: []string{"x"}, check: func(t *testing.T, f *fixture) {
+			if f.m.dialog != nil || !f.m.flashErr || !strings.Contains(f.m.flash, "select a member") {
+				t.Errorf("dialog %v flash %q", f.m.dialog, f.m.flash)
+			}
+		}},
+		{name: "end room names the members", keys: []string{"G", "X"}, check: func(t *testing.T, f *fixture) {
+			if f.m.dialog == nil || !strings.Contains(f.m.dialog.body, "alice, bob, carol") {
+				t.Fatalf("dialog = %+v", f.m.dialog)
+			}
+		}},
+		{name: "end room confirmed", keys: []string{"G", "X", "y"}, check: func(t *testing.T, f *fixture) {
+			if got := f.src.Actions(); !slices.Equal(got, []string{"end " + standup}) {
+				t.Errorf("actions = %v", got)
+			}
+			if _, ok := f.m.d.st.Rooms[standup]; ok {
+				t.Error("room still shown")
+			}
+		}},
+		{name: "read-only refuses end room", opts: Options{ReadOnly: true}, keys: []string{"G", "X", "y"}, check: func(t *testing.T, f *fixture) {
+			if len(f.src.Actions()) != 0 || f.m.dialog != nil || !strings.Contains(f.m.flash, "read-only") {
+				t.Errorf("actions %v dialog %v flash %q", f.src.Actions(), f.m.dialog, f.m.flash)
+			}
+		}},
+		{name: "read-only refuses remove member", opts: Options{ReadOnly: true}, keys: []string{"G", "enter", "x", "y"}, check: func(t *testing.T, f *fixture) {
+			if len(f.src.Actions()) != 0 {
+				t.Errorf("actions %v", f.src.Actions())
+			}
+		}},
+		{name: "read-only hides edit bindings", opts: Options{ReadOnly: true}, keys: []string{"3"}, check: func(t *testing.T, f *fixture) {
+			help := f.m.View()
+			if strings.Contains(help, "add key") || strings.Contains(help, "revoke") {
+				t.Errorf("read-only console shows edit keys:\n%s", help)
+			}
+		}},
+		{name: "read-only refuses add", opts: Options{ReadOnly: true}, keys: []string{"3", "a"}, check: func(t *testing.T, f *fixture) {
+			if f.m.keysV.form != nil || !strings.Contains(f.m.flash, "read-only") {
+				t.Errorf("form %v flash %q", f.m.keysV.form, f.m.flash)
+			}
+		}},
+		{name: "q quits at once when attached", opts: Options{Mode: ModeAttach}, keys: []string{"q"}, wantQuit: true},
+		{name: "ctrl+c quits when attached", opts: Options{Mode: ModeAttach}, keys: []string{"ctrl+c"}, wantQuit: true},
+		{name: "q asks first in run mode", opts: Options{Mode: ModeRun}, keys: []string{"q"}, check: func(t *testing.T, f *fixture) {
+			if !f.m.quitAsk || !strings.Contains(f.m.View(), "stops the focus") {
+				t.Error("no quit question")
+			}
+		}},
+		{name: "q then y quits in run mode", opts: Options{Mode: ModeRun}, keys: []string{"q", "y"}, wantQuit: true},
+		{name: "q then n stays in run mode", opts: Options{Mode: ModeRun}, keys: []string{"q", "n"}, check: func(t *testing.T, f *fixture) {
+			if f.m.quitAsk {
+				t.Error("still asking")
+			}
+		}},
+		{name: "ctrl+c twice quits in run mode", opts: Options{Mode: ModeRun}, keys: []string{"ctrl+c", "ctrl+c"}, wantQuit: true},
+		{name: "? shows full help, ? closes", keys: []string{"?"}, check: func(t *testing.T, f *fixture) {
+			if !f.m.showHelp || !strings.Contains(f.m.View(), "remove member") {
+				t.Errorf("help not shown:\n%s", f.m.View())
+			}
+			f.press(t, "?")
+			if f.m.showHelp {
+				t.Error("? did not close help")
+			}
+		}},
+		{name: "filter narrows rooms", keys: []string{"/", "type:acme", "enter"}, check: func(t *testing.T, f *fixture) {
+			// acme-weekly by name; standup has a member on the Acme Corp key.
+			if got := roomNames(f); !slices.Equal(got, []string{"acme-weekly@conference.meet.example", standup}) {
+				t.Errorf("rooms = %v", got)
+			}
+			if f.m.filtering {
+				t.Error("enter did not leave the filter input")
+			}
+		}},
+		{name: "filter keys go to the input", opts: Options{Mode: ModeRun}, keys: []string{"/", "type:q1?"}, check: func(t *testing.T, f *fixture) {
+			if f.m.quitAsk || f.m.tab != 0 || f.m.showHelp || f.m.filterIn.Value() != "q1?" {
+				t.Errorf("quitAsk=%v tab=%d help=%v filter=%q", f.m.quitAsk, f.m.tab, f.m.showHelp, f.m.filterIn.Value())
+			}
+		}},
+		{name: "esc clears the filter", keys: []string{"/", "type:zzz", "esc"}, check: func(t *testing.T, f *fixture) {
+			if len(roomNames(f)) != 3 || f.m.filters[0] != "" {
+				t.Errorf("rooms = %v filter %q", roomNames(f), f.m.filters[0])
+			}
+		}},
+		{name: "filters are per view", keys: []string{"/", "type:standup", "enter", "2"}, check: func(t *testing.T, f *fixture) {
+			if f.m.rejected.tbl.n != 3 {
+				t.Errorf("rejected rows %d, want 3 (unfiltered)", f.m.rejected.tbl.n)
+			}
+		}},
+		{name: "rejected filter by reason", keys: []string{"2", "/", "type:no_key", "enter"}, check: func(t *testing.T, f *fixture) {
+			if f.m.rejected.tbl.n != 1 || f.m.rejected.row(0).Reason != focus.ReasonNoKey {
+				t.Errorf("rows %d", f.m.rejected.tbl.n)
+			}
+		}},
+		{name: "rejected navigation", keys: []string{"2", "j", "j"}, check: func(t *testing.T, f *fixture) {
+			if f.m.rejected.tbl.Cursor() != 2 {
+				t.Errorf("cursor %d", f.m.rejected.tbl.Cursor())
+			}
+		}},
+		{name: "keys view lists the file", keys: []string{"3"}, check: func(t *testing.T, f *fixture) {
+			v := f.m.View()
+			for _, want := range []string{"Acme Corp", "TTND", "Globex", "EXPIRED", "acme-*,board"} {
+				if !strings.Contains(v, want) {
+					t.Errorf("keys view lacks %q", want)
+				}
+			}
+		}},
+		{name: "add form: q is text, not quit", opts: Options{Mode: ModeAttach}, keys: []string{"3", "a", "type:q1/?"}, check: func(t *testing.T, f *fixture) {
+			if got := f.m.keysV.form.inputs[fieldName].Value(); got != "q1/?" {
+				t.Errorf("name = %q", got)
+			}
+			if f.m.tab != 2 || f.m.filtering || f.m.showHelp {
+				t.Errorf("tab=%d filtering=%v help=%v", f.m.tab, f.m.filtering, f.m.showHelp)
+			}
+		}},
+		{name: "add form: tab moves fields", keys: []string{"3", "a", "tab", "tab", "shift+tab"}, check: func(t *testing.T, f *fixture) {
+			if f.m.keysV.form.focus != fieldRooms || f.m.tab != 2 {
+				t.Errorf("focus %d tab %d", f.m.keysV.form.focus, f.m.tab)
+			}
+		}},
+		{name: "add form: empty name refused", keys: []string{"3", "a", "ctrl+s"}, check: func(t *testing.T, f *fixture) {
+			if f.m.keysV.form == nil || f.m.keysV.form.errs[fieldName] == "" {
+				t.Fatal("no error on the name")
+			}
+			if n := f.store.Snapshot().Len(); n != 3 {
+				t.Errorf("keys %d", n)
+			}
+		}},
+		{name: "add form: bad expiry and limit refused", keys: []string{"3", "a", "type:Initech", "tab", "tab", "type:someday", "tab", "type:-3", "ctrl+s"}, check: func(t *testing.T, f *fixture) {
+			form := f.m.keysV.form
+			if form == nil || form.errs[fieldExpires] == "" || form.errs[fieldMax] == "" {
+				t.Fatalf("form errors: %+v", form)
+			}
+			if form.focus != fieldExpires {
+				t.Errorf("focus %d, want the first bad field", form.focus)
+			}
+		}},
+		{name: "add form: esc cancels", keys: []string{"3", "a", "type:x", "esc"}, check: func(t *testing.T, f *fixture) {
+			if f.m.keysV.form != nil {
+				t.Error("form still open")
+			}
+		}},
+		{name: "add key saves and shows it once", keys: []string{"3", "a", "type:Initech", "enter", "type:initech-*", "enter", "type:2027-01-31", "enter", "type:5", "enter"}, check: func(t *testing.T, f *fixture) {
+			v := f.m.keysV
+			if v.form != nil || v.newKey == "" {
+				t.Fatalf("form %v newKey %q flash %q", v.form, v.newKey, f.m.flash)
+			}
+			if !strings.HasPrefix(v.newKey, "kf_") || !strings.Contains(f.m.View(), v.newKey) {
+				t.Errorf("the new key is not shown:\n%s", f.m.View())
+			}
+			data, _ := os.ReadFile(f.path)
+			if strings.Contains(string(data), v.newKey) {
+				t.Error("the key file holds the key in plaintext")
+			}
+			if !strings.Contains(string(data), "sha256:"+keys.HashKey(v.newKey)+"=Initech; rooms=initech-*; expires=2027-01-31; max-participants=5") {
+				t.Errorf("key file:\n%s", data)
+			}
+			key := v.newKey
+			f.press(t, "enter")
+			if v.newKey != "" || strings.Contains(f.m.View(), key) {
+				t.Error("the key is still on screen after closing")
+			}
+			if !strings.Contains(f.m.View(), "Initech") {
+				t.Error("the new key is not listed")
+			}
+		}},
+		{name: "copy the new key", keys: []string{"3", "a", "type:Initech", "ctrl+s", "c"}, check: func(t *testing.T, f *fixture) {
+			if f.copied == "" || f.copied != f.m.keysV.newKey {
+				t.Errorf("copied %q, shown %q", f.copied, f.m.keysV.newKey)
+			}
+		}},
+		{name: "edit key", keys: []string{"3", "j", "e", "tab", "type:,x-*", "ctrl+s"}, check: func(t *testing.T, f *fixture) {
+			data, _ := os.ReadFile(f.path)
+			if !strings.Contains(string(data), "Globex; expires=2026-01-31; rooms=x-*") && !strings.Contains(string(data), "Globex; rooms=x-*") {
+				t.Errorf("key file:\n%s", data)
+			}
+		}},
+		{name: "revoke names the members", keys: []string{"3", "G", "d"}, check: func(t *testing.T, f *fixture) {
+			if f.m.dialog == nil || !strings.Contains(f.m.dialog.body, "alice in standup") || !strings.Contains(f.m.dialog.body, "erin in •••=board") {
+				t.Fatalf("dialog = %+v", f.m.dialog)
+			}
+		}},
+		{name: "revoke confirmed", keys: []string{"3", "G", "d", "y"}, check: func(t *testing.T, f *fixture) {
+			data, _ := os.ReadFile(f.path)
+			if strings.Contains(string(data), "admin123") {
+				t.Errorf("key still in file:\n%s", data)
+			}
+			if f.store.Snapshot().Len() != 2 || strings.Contains(f.m.View(), "TTND  ") {
+				t.Errorf("keys %d", f.store.Snapshot().Len())
+			}
+		}},
+		{name: "revoke declined", keys: []string{"3", "G", "d", "esc"}, check: func(t *testing.T, f *fixture) {
+			if f.store.Snapshot().Len() != 3 {
+				t.Error("revoked without confirmation")
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var copied string
+			tt.opts.Copy = func(s string) error { copied = s; return nil }
+			f := newFixture(t, tt.opts)
+			f.startSync(t, 80, 24)
+			quit := f.press(t, tt.keys...)
+			f.copied = copied
+			if quit != tt.wantQuit {
+				t.Fatalf("quit = %v, want %v", quit, tt.wantQuit)
+			}
+			if tt.check != nil {
+				tt.check(t, f)
+			}
+		})
+	}
+}
+
+func wantTab(t *testing.T, f *fixture, tab int) {
+	t.Helper()
+	if f.m.tab != tab {
+		t.Errorf("tab = %d, want %d", f.m.tab, tab)
+	}
+}
+
+func wantRoom(t *testing.T, f *fixture, name string) {
+	t.Helper()
+	if f.m.rooms.selected != name {
+		t.Errorf("selected room = %q, want %q", f.m.rooms.selected, name)
+	}
+}
+
+func roomNames(f *fixture) []string {
+	var names []string
+	for _, r := range f.m.rooms.rows {
+		names = append(names, r.Name)
+	}
+	return names
+}
+
+// A save conflict is shown and resolved by reloading, never by overwriting.
+func TestSaveConflictReloads(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.startSync(t, 80, 24)
+	f.press(t, "3", "a", "type:Initech")
+	// Someone else edits the file meanwhile.
+	other := testKeyFile + "other=Hooli\n"
+	if err := os.WriteFile(f.path, []byte(other), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.press(t, "ctrl+s")
+	form := f.m.keysV.form
+	if form == nil || !strings.Contains(form.err, "changed on disk") {
+		t.Fatalf("form = %+v", form)
+	}
+	data, _ := os.ReadFile(f.path)
+	if string(data) != other {
+		t.Fatalf("the other edit was overwritten:\n%s", data)
+	}
+	if f.m.d.snap.Len() != 4 {
+		t.Errorf("console did not reload: %d keys", f.m.d.snap.Len())
+	}
+	// Saving again now works and keeps the other edit.
+	f.press(t, "ctrl+s")
+	data, _ = os.ReadFile(f.path)
+	if !strings.Contains(string(data), "other=Hooli") || !strings.Contains(string(data), "Initech") {
+		t.Errorf("after retry:\n%s", data)
+	}
+}
+
+// Live events reach the views; a dropped subscription makes the console
+// take a fresh state.
+func TestLiveEvents(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.startSync(t, 80, 24)
+	m := focus.Member{Nick: "zoe", JID: "zoe@meet.example/w", Role: "participant", Joined: t0, Fingerprint: ttndFP(), Client: "TTND"}
+	f.src.Publish(focus.Event{Kind: focus.EvRoomOpened, Time: t0, Room: "new@conference.meet.example"})
+	f.src.Publish(focus.Event{Kind: focus.EvMemberJoined, Time: t0, Room: "new@conference.meet.example", Member: &m})
+	f.src.Publish(focus.Event{Kind: focus.EvRefused, Time: t0, Rejection: &focus.Rejection{Time: t0, Requester: "mallory@x/y", Room: "new@conference.meet.example", Reason: focus.ReasonRateLimited, Code: 429}})
+	f.src.Publish(focus.Event{Kind: focus.EvConnection, Time: t0, Conn: &focus.ConnState{Attempt: 3, Since: t0, LastError: "connection refused"}})
+	f.run(t, nil)
+	v := f.m.View()
+	for _, want := range []string{"rooms 4", "members 6", "rejected 4", "reconnecting (attempt 3)"} {
+		if !strings.Contains(v, want) {
+			t.Errorf("view lacks %q:\n%s", want, v)
+		}
+	}
+	if f.m.d.st.ByKey[ttndFP()] != 4 {
+		t.Errorf("TTND members = %d", f.m.d.st.ByKey[ttndFP()])
+	}
+
+	// Overflow the console's subscription: it re-watches and shows the truth.
+	old := f.m.sub
+	for i := 0; i < 3000; i++ {
+		f.src.Publish(focus.Event{Kind: focus.EvRefused, Time: t0, Rejection: &focus.Rejection{Time: t0, Requester: "flood@x/y", Reason: focus.ReasonUnknownKey, Code: 403}})
+	}
+	f.run(t, nil)
+	// The watch command ran synchronously: a new subscription with a fresh state.
+	if f.m.sub == old || f.m.sub == nil {
+		t.Fatal("console did not re-watch after losing events")
+	}
+	if got := f.m.d.st.RejectedLen(); got != 1000 {
+		t.Errorf("rejected = %d, want the bounded 1000", got)
+	}
+}
+
+// A failing operator action is shown, not fatal.
+func TestActionError(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.startSync(t, 80, 24)
+	f.src.fail = errors.New("not connected to Prosody")
+	f.press(t, "X", "y")
+	if !f.m.flashErr || !strings.Contains(f.m.flash, "not connected to Prosody") {
+		t.Errorf("flash %q", f.m.flash)
+	}
+}
+
+// Store events from the focus make the console re-read the key file.
+func TestStoreReloadFollowsFocus(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.startSync(t, 80, 24)
+	if err := os.WriteFile(f.path, []byte(testKeyFile+"bad line without value\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.src.Publish(focus.Event{Kind: focus.EvStoreFailed, Time: t0, Store: &focus.StoreState{Path: "/etc/keyfocus/keys.properties", Keys: 3, LastError: "keys.properties:5: no value"}})
+	f.run(t, nil)
+	if !strings.Contains(f.m.View(), "! keys.properties:5: no value") {
+		t.Errorf("header lacks the error:\n%s", f.m.View())
+	}
+	_ = time.Second
+	_ = tea.Quit
+}
