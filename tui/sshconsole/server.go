@@ -354,7 +354,7 @@ var ErrReadOnly = errors.New("read-only console: this ssh key may look but not c
 type readOnlySource struct{ focus.Source }
 
 func (readOnlySource) RemoveMember(context.Context, string, string, string) error { return ErrReadOnly }
-func (readOnlySource) EndRoom(context.Context, string, string) error             { return ErrReadOnly }
+func (readOnlySource) EndRoom(context.Context, string, string) error              { return ErrReadOnly }
 
 // Sessions is the number of ssh console sessions open now.
 func (s *Server) Sessions() int {

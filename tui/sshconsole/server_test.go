@@ -481,4 +481,3 @@ func TestNewChecksConfig(t *testing.T) {
 		t.Fatalf("host key changed across restarts: %q -> %q", fp1, fp2)
 	}
 }
-
