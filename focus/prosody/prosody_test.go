@@ -3,7 +3,9 @@ package prosody_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -246,5 +248,24 @@ func BenchmarkStart(b *testing.B) {
 			b.Fatal(err)
 		}
 		s.Stop()
+	}
+}
+
+func TestHTTPOnlyWhenAsked(t *testing.T) {
+	s := prosodytest.Start(t, prosodytest.WithOptions(func(o *prosody.Options) { o.HTTPPort = -1 }))
+	if s.HTTPAddr == "" {
+		t.Fatal("HTTPAddr empty with HTTPPort -1")
+	}
+	resp, err := http.Get("http://" + s.HTTPAddr + "/http-bind")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "BOSH") {
+		t.Errorf("BOSH endpoint: %s %q", resp.Status, body)
+	}
+	if off := prosodytest.Start(t); off.HTTPAddr != "" {
+		t.Errorf("HTTPAddr %q without asking", off.HTTPAddr)
 	}
 }
