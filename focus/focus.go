@@ -131,6 +131,7 @@ type Focus struct {
 	ready     chan struct{}
 	readyOnce sync.Once
 	connected atomic.Bool
+	secret    atomic.Pointer[string] // set by SetSecret; read at each dial
 
 	// mu guards everything below, and every Publish happens under it, so
 	// Watch can take a State and a subscription atomically.
@@ -244,7 +245,7 @@ func (f *Focus) Run(ctx context.Context) error {
 	attempt := 0
 	var outage time.Time
 	for {
-		c, err := dialConn(ctx, f.cfg.Addr, f.cfg.Component, []byte(f.cfg.Secret))
+		c, err := dialConn(ctx, f.cfg.Addr, f.cfg.Component, []byte(f.currentSecret()))
 		if err != nil {
 			if ctx.Err() != nil {
 				f.shutdownDisconnected()
