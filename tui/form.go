@@ -102,7 +102,7 @@ func (f *keyForm) setFocus(i int) {
 
 func (f *keyForm) SetWidth(w int) {
 	for i := range f.inputs {
-		f.inputs[i].Width = max(w-22, 10)
+		f.inputs[i].Width = max(w-25, 10) // marker, label, brackets, cursor
 	}
 }
 
@@ -230,7 +230,9 @@ func (f *keyForm) View(width int) string {
 		}
 		b.WriteString(marker + label.Render(fit(fieldLabels[i], 17, false)) + " [" + f.inputs[i].View() + "]\n")
 		if f.errs[i] != "" {
-			b.WriteString(st.Error.Render(fit("  "+strings.Repeat(" ", 17)+" ! "+f.errs[i], width, false)) + "\n")
+			for _, l := range strings.Split(wrap("! "+f.errs[i], max(width-21, 20)), "\n") {
+				b.WriteString(st.Error.Render(strings.Repeat(" ", 20)+l) + "\n")
+			}
 		}
 	}
 	b.WriteString("\n")
