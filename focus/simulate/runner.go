@@ -113,9 +113,15 @@ type Summary struct {
 	LoginFailed  int           `json:"login_failed"`
 	Admitted     int           `json:"admitted"`
 	RequestError int           `json:"request_error"` // transport errors and timeouts
-	// Refused counts refusals by "CODE condition" (code 0 when there is none).
+	// Refused counts refusals by "CODE condition" (just the condition when
+	// there is no reservation-error code).
 	Refused map[string]int `json:"refused"`
-	// RefusedValid counts refusals of participants that presented a valid key.
+	// RefusedText counts refusals by the text the focus gave (what the user
+	// reads: unknown key, expired, room not allowed, ...); at most 32
+	// distinct texts, the rest under "(other)".
+	RefusedText map[string]int `json:"refused_text"`
+	// RefusedValid counts refusals of participants that presented a key from
+	// Keys (expected when a key is scoped to other rooms, expired, full).
 	RefusedValid int `json:"refused_valid"`
 	// AdmittedInvalid counts wrong keys that were admitted: a gate failure.
 	AdmittedInvalid int `json:"admitted_invalid"`
@@ -151,9 +157,15 @@ func (s *Summary) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "requests      %d admitted, %d refused, %d failed; %s\n", s.Admitted, sum(s.Refused), s.RequestError, s.Request)
 	for _, k := range sortedKeys(s.Refused) {
 		fmt.Fprintf(w, "  refused     %-40s %d\n", k, s.Refused[k])
+		if strings.Contains(k, "remote-server-timeout") {
+			fmt.Fprintln(w, "              (Prosody answered for the focus: is the focus connected?)")
+		}
+	}
+	for _, k := range sortedKeys(s.RefusedText) {
+		fmt.Fprintf(w, "    %5d  %q\n", s.RefusedText[k], k)
 	}
 	if s.RefusedValid > 0 {
-		fmt.Fprintf(w, "  !! valid keys refused: %d\n", s.RefusedValid)
+		fmt.Fprintf(w, "  refused with a key from the keys file: %d\n", s.RefusedValid)
 	}
 	if s.AdmittedInvalid > 0 {
 		fmt.Fprintf(w, "  !! WRONG KEYS ADMITTED: %d\n", s.AdmittedInvalid)
@@ -263,7 +275,7 @@ func Run(ctx context.Context, cfg LoadConfig) (*Summary, error) {
 	if cfg.Account.Logger == nil {
 		cfg.Account.Logger = cfg.Logger
 	}
-	rec := &recorder{s: Summary{Refused: map[string]int{}, JoinRefused: map[string]int{}, Removed: map[string]int{}}}
+	rec := &recorder{s: Summary{Refused: map[string]int{}, RefusedText: map[string]int{}, JoinRefused: map[string]int{}, Removed: map[string]int{}}}
 	for _, k := range cfg.Keys {
 		rec.s.KeyFingerprints = append(rec.s.KeyFingerprints, fingerprint(k))
 	}
@@ -363,6 +375,17 @@ loop:
 	return &s, nil
 }
 
+const maxTexts = 32
+
+// refusalKey is "CODE condition", or just the condition without a
+// reservation-error code (e.g. Prosody's own remote-server-timeout).
+func refusalKey(e *StanzaError) string {
+	if e.Code == 0 {
+		return e.Condition
+	}
+	return fmt.Sprintf("%d %s", e.Code, e.Condition)
+}
+
 // mark reports whether the i-th (from 0) of a series is one of the share
 // ratio: floor((i+1)*ratio) steps up at i.
 func mark(i int, ratio float64) bool {
@@ -436,12 +459,17 @@ func runOne(ctx context.Context, cfg LoadConfig, rec *recorder, i int, kind part
 					s.AdmittedInvalid++
 				}
 			case rep.Error != nil:
-				s.Refused[fmt.Sprintf("%d %s", rep.Error.Code, rep.Error.Condition)]++
+				s.Refused[refusalKey(rep.Error)]++
+				text := rep.Error.Text
+				if _, seen := s.RefusedText[text]; !seen && len(s.RefusedText) >= maxTexts {
+					text = "(other)"
+				}
+				s.RefusedText[text]++
 				if kind == kindValid {
 					s.RefusedValid++
 				}
 			default:
-				s.Refused["0 not-ready"]++
+				s.Refused["not-ready"]++
 			}
 		})
 		if !rep.Admitted() {
