@@ -36,7 +36,7 @@ func newSource() *source {
 	return &source{st: newMirror(focus.State{
 		Component: "focus.meet.example",
 		Conn:      focus.ConnState{Connected: true, Since: t0},
-		Store:     focus.StoreState{Path: "keys.properties", Keys: 2, LastReload: t0},
+		Store:     focus.StoreState{Path: "/etc/keyfocus/keys.properties", Keys: 2, LastReload: t0},
 		Rooms: []focus.Room{{Name: "standup@conference.meet.example", Created: t0, Members: []focus.Member{
 			{Nick: "alice", JID: "a@meet.example/r", Role: "participant", Joined: t0, Fingerprint: "0badf00d", Client: "Acme"},
 		}}},
@@ -183,7 +183,7 @@ func TestStateThenEvents(t *testing.T) {
 		{Kind: focus.EvMemberLeft, Time: t1, Room: "standup@conference.meet.example", Member: member("alice", ""), Reason: "left"},
 		{Kind: focus.EvRefused, Time: t1, Rejection: &focus.Rejection{Time: t1, Requester: "x@meet.example/1", Room: "board@conference.meet.example", Reason: focus.ReasonUnknownKey, Code: 403, Fingerprint: "deadbeef"}},
 		{Kind: focus.EvAdmitted, Time: t1, Request: &focus.Admission{Time: t1, Requester: "bob@meet.example/x", Room: "board@conference.meet.example", Latency: 7 * time.Millisecond}},
-		{Kind: focus.EvStoreFailed, Time: t1, Store: &focus.StoreState{Path: "keys.properties", Keys: 2, LastError: "keys.properties:3: bad expires"}},
+		{Kind: focus.EvStoreFailed, Time: t1, Store: &focus.StoreState{Path: "/etc/keyfocus/keys.properties", Keys: 2, LastError: "/etc/keyfocus/keys.properties:3: bad expires"}},
 		{Kind: focus.EvConnection, Time: t1, Conn: &focus.ConnState{Connected: false, Attempt: 2, Since: t1, LastError: "EOF"}},
 		{Kind: focus.EvRoomEnded, Time: t1, Room: "standup@conference.meet.example", Reason: "empty"},
 	}
@@ -495,5 +495,24 @@ func TestListen(t *testing.T) {
 				t.Errorf("socket left behind after Close: %v", err)
 			}
 		})
+	}
+}
+
+// The console attaches from another folder: a relative key file path is
+// made absolute by the server, which runs where the focus does.
+func TestStorePathMadeAbsolute(t *testing.T) {
+	src := newSource()
+	src.st.store.Path = "keys.properties"
+	path, _ := serve(t, src, nil)
+	c := dial(t, path)
+	st, sub := c.Watch(4)
+	want, _ := filepath.Abs("keys.properties")
+	if st.Store.Path != want {
+		t.Errorf("state path %q, want %q", st.Store.Path, want)
+	}
+	src.publish(focus.Event{Kind: focus.EvStoreReloaded, Store: &focus.StoreState{Path: "keys.properties", Keys: 3}})
+	ev, _ := recv(t, sub)
+	if ev.Store.Path != want {
+		t.Errorf("event path %q, want %q", ev.Store.Path, want)
 	}
 }

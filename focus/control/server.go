@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -200,6 +201,7 @@ func (s *Server) write(ctx context.Context, c net.Conn, replies <-chan message) 
 
 	st, sub := s.Source.Watch(s.buffer())
 	defer func() { sub.Close() }()
+	absStore(&st.Store)
 	if err := send(&message{Type: TypeState, Proto: Proto, State: &st}); err != nil {
 		return err
 	}
@@ -223,10 +225,16 @@ func (s *Server) write(ctx context.Context, c net.Conn, replies <-chan message) 
 				// from a fresh state.
 				sub.Close()
 				st, sub = s.Source.Watch(s.buffer())
+				absStore(&st.Store)
 				if err := send(&message{Type: TypeState, Proto: Proto, Resync: true, State: &st}); err != nil {
 					return err
 				}
 				break
+			}
+			if ev.Store != nil {
+				store := *ev.Store
+				absStore(&store)
+				ev.Store = &store
 			}
 			if err := send(&message{Type: TypeEvent, Event: &ev}); err != nil {
 				return err
@@ -236,6 +244,16 @@ func (s *Server) write(ctx context.Context, c net.Conn, replies <-chan message) 
 			if err := flush(); err != nil {
 				return err
 			}
+		}
+	}
+}
+
+// absStore makes the key file path absolute: the console that attaches runs
+// in another folder, and opens the same file.
+func absStore(st *focus.StoreState) {
+	if st.Path != "" && !filepath.IsAbs(st.Path) {
+		if p, err := filepath.Abs(st.Path); err == nil {
+			st.Path = p
 		}
 	}
 }
