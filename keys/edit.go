@@ -43,7 +43,7 @@ func (s *Store) modify(change func(d *document) ([]byte, error)) (*Snapshot, err
 	if err := writeAtomic(s.path, out); err != nil {
 		return nil, err
 	}
-	snap := NewSnapshot(s.path, nd.entries, s.opt.Now())
+	snap := nd.snapshot(s.opt.Now())
 	s.seen = stateOf(out, false)
 	s.snap.Store(snap)
 	return snap, nil

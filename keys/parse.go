@@ -2,6 +2,7 @@ package keys
 
 import (
 	"fmt"
+	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -90,6 +91,7 @@ type document struct {
 	recs     []record
 	entries  []*Entry
 	warnings []string
+	warns    []*ParseError // the warnings, structured
 	errs     []*ParseError
 	newline  string // the file's line terminator, "\n" unless it uses another
 }
@@ -99,7 +101,16 @@ func (d *document) errorf(line int, format string, a ...any) {
 }
 
 func (d *document) warnf(line int, format string, a ...any) {
-	d.warnings = append(d.warnings, fmt.Sprintf("%s:%d: %s", d.path, line, fmt.Sprintf(format, a...)))
+	w := &ParseError{File: d.path, Line: line, Msg: fmt.Sprintf(format, a...)}
+	d.warns = append(d.warns, w)
+	d.warnings = append(d.warnings, w.Error())
+}
+
+// snapshot builds the snapshot of a document without errors.
+func (d *document) snapshot(now time.Time) *Snapshot {
+	s := NewSnapshot(d.path, d.entries, now)
+	s.Warnings = d.warnings
+	return s
 }
 
 // err returns the document's first error (with the count of the others), or nil.
@@ -453,6 +464,24 @@ func (d *document) check() {
 			byFold[e.foldID] = e
 		}
 	}
+}
+
+// CheckResult is what Check finds in a key file.
+type CheckResult struct {
+	Keys     int           // entries that parse
+	Errors   []*ParseError // each stops the file from loading
+	Warnings []*ParseError // non-fatal: unknown attributes, duplicates
+}
+
+// Check parses the key file at path without opening a store (nothing is
+// created or watched). A missing or unreadable file is an error.
+func Check(path string) (*CheckResult, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read key file: %w", err)
+	}
+	d := parse(path, data)
+	return &CheckResult{Keys: len(d.entries), Errors: d.errs, Warnings: d.warns}, nil
 }
 
 func isHex(s string) bool {

@@ -19,7 +19,6 @@ type want struct {
 	unknown []Attr
 }
 
-func hashedOf(key string) string { return "sha256:" + HashKey(key) }
 
 func TestParse(t *testing.T) {
 	h := HashKey("kf_secret")

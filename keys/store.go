@@ -110,7 +110,7 @@ func OpenWith(path string, opt Options) (*Store, error) {
 			if err := f.Close(); err != nil {
 				return nil, fmt.Errorf("create key file %s: %w", s.path, err)
 			}
-			s.log.Warn("key file was missing: created it empty (mode 0600); no key is valid until you add one", "path", s.path)
+			s.log.Warn("the key file " + s.path + " was missing: created it empty (mode 0600); no key is valid until you add one")
 		}
 		if data, missing, err = s.read(); err != nil {
 			return nil, err
@@ -122,7 +122,7 @@ func OpenWith(path string, opt Options) (*Store, error) {
 	}
 	s.logWarnings(d)
 	s.seen = stateOf(data, missing)
-	s.snap.Store(NewSnapshot(s.path, d.entries, opt.Now()))
+	s.snap.Store(d.snapshot(opt.Now()))
 	return s, nil
 }
 
@@ -147,7 +147,7 @@ func (s *Store) read() (data []byte, missing bool, err error) {
 
 func (s *Store) logWarnings(d *document) {
 	for _, w := range d.warnings {
-		s.log.Warn("key file: " + w)
+		s.log.Warn(w)
 	}
 }
 
@@ -235,7 +235,7 @@ func (s *Store) reload(ctx context.Context) (u Update, changed bool) {
 			continue
 		}
 		s.logWarnings(d)
-		snap := NewSnapshot(s.path, d.entries, s.opt.Now())
+		snap := d.snapshot(s.opt.Now())
 		s.seen = st
 		s.snap.Store(snap)
 		u.Snapshot = snap
