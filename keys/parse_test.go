@@ -19,7 +19,6 @@ type want struct {
 	unknown []Attr
 }
 
-
 func TestParse(t *testing.T) {
 	h := HashKey("kf_secret")
 	tests := []struct {
