@@ -36,6 +36,7 @@ type runCommand struct {
 	statePath        string
 	readonly         bool
 	logLevel         string
+	logFile          string // console mode: where logs go (run_console.go)
 
 	// forceExit ends the process at once on a second signal; tests replace it.
 	forceExit func(code int)
@@ -85,6 +86,7 @@ func (c *runCommand) flags() *flag.FlagSet {
 	str(&c.statePath, "state", "", "file where admissions survive a restart (empty: none)")
 	boolean(&c.readonly, "readonly", "the console cannot edit keys, members or rooms")
 	str(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	str(&c.logFile, "log-file", defaultLogFile(c.env.Getenv, "run"), "without --headless: the log file (the terminal is the console's)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: keyfocus run [--headless] [flags]")
 		fmt.Fprintln(fs.Output())
@@ -131,6 +133,10 @@ func (c *runCommand) logger() (*slog.Logger, error) {
 	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
 		return nil, usageError("--log-level %q: want debug, info, warn or error", c.logLevel)
 	}
+	if !c.headless {
+		log, _, err := openLogFile(c.logFile, lvl) // open for the life of the process
+		return log, err
+	}
 	return slog.New(slog.NewJSONHandler(c.env.Stderr, &slog.HandlerOptions{Level: lvl})), nil
 }
 
@@ -148,7 +154,9 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 		return usageError("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	if !c.headless {
-		return &exitError{code: 2, err: errors.New("the console is not available yet in this build: run `keyfocus run --headless`")}
+		if err := needTerminal(c.env, "use `keyfocus run --headless` for a daemon"); err != nil {
+			return err
+		}
 	}
 	secret, err := c.secret()
 	if err != nil {
@@ -189,6 +197,10 @@ func (c *runCommand) serve(ctx context.Context, log *slog.Logger, store *keys.St
 		}
 		srv := &control.Server{Source: f, Logger: log}
 		g.Go(func() error { return srv.Serve(gctx, l) })
+	}
+
+	if !c.headless {
+		g.Go(func() error { return c.console(gctx, log, f, stopRun) })
 	}
 
 	focusDone := make(chan struct{})

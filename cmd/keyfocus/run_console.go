@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/x/term"
+
+	"github.com/keyfocus/keyfocus/focus"
+	"github.com/keyfocus/keyfocus/keys"
+	"github.com/keyfocus/keyfocus/tui"
+)
+
+// defaultLogFile is where a console process logs while the console owns the
+// terminal: $XDG_STATE_HOME/keyfocus/NAME.log, or ~/.local/state/keyfocus/NAME.log.
+func defaultLogFile(getenv func(string) string, name string) string {
+	dir := getenv("XDG_STATE_HOME")
+	if dir == "" {
+		home := getenv("HOME")
+		if home == "" {
+			home, _ = os.UserHomeDir()
+		}
+		if home == "" {
+			return filepath.Join(os.TempDir(), "keyfocus-"+name+".log")
+		}
+		dir = filepath.Join(home, ".local", "state")
+	}
+	return filepath.Join(dir, "keyfocus", name+".log")
+}
+
+// openLogFile opens (appends to) the log file of a console process, 0600 in
+// a 0700 folder, and returns a JSON logger on it.
+func openLogFile(path string, level slog.Level) (*slog.Logger, func() error, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, nil, fmt.Errorf("log file: %w (choose another with --log-file)", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("log file: %w (choose another with --log-file)", err)
+	}
+	return slog.New(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: level})), f.Close, nil
+}
+
+// needTerminal refuses to start a console without a terminal on both ends.
+func needTerminal(e env, hint string) error {
+	for _, s := range []any{e.Stdin, e.Stdout} {
+		f, ok := s.(*os.File)
+		if !ok || !term.IsTerminal(f.Fd()) {
+			return usageError("the console needs a terminal on stdin and stdout; %s", hint)
+		}
+	}
+	return nil
+}
+
+// runProgram runs a console until the operator quits or ctx ends. The
+// terminal is restored either way.
+func runProgram(ctx context.Context, m tea.Model, e env) error {
+	p := tea.NewProgram(m,
+		tea.WithContext(ctx),
+		tea.WithInput(e.Stdin),
+		tea.WithOutput(e.Stdout),
+		tea.WithAltScreen(),
+		tea.WithMouseCellMotion(),
+	)
+	_, err := p.Run()
+	if errors.Is(err, tea.ErrProgramKilled) && ctx.Err() != nil {
+		return nil // shut down from outside (signal, the focus ended)
+	}
+	return err
+}
+
+// openConsoleStore opens the console's own key store on path: not the Store
+// the focus watches, so that the console's edits reach the focus as file
+// changes, like any other edit. A missing file is not created here (the
+// focus creates it); the console then runs without the Keys view's edits.
+func openConsoleStore(path string, log *slog.Logger) (*keys.Store, error) {
+	if path == "" {
+		return nil, errors.New("no key file known: pass --keys FILE")
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("key file %s: %w (pass --keys FILE)", path, err)
+	}
+	return keys.OpenWith(path, keys.Options{Logger: log})
+}
+
+// console runs the console of `keyfocus run` on f until the operator quits
+// (then stop ends the focus) or ctx ends.
+func (c *runCommand) console(ctx context.Context, log *slog.Logger, f *focus.Focus, stop func()) error {
+	defer stop()
+	var store tui.KeyStore
+	if s, err := openConsoleStore(c.keysPath, log); err != nil {
+		log.Error("console: key file not available to the console", "err", err)
+	} else {
+		store = s
+	}
+	m := tui.New(tui.Options{
+		Source: f, Store: store, ReadOnly: c.readonly, Component: c.component,
+		Mode: tui.ModeRun, KeySeparator: c.roomKeySeparator, Logger: log,
+	})
+	if err := runProgram(ctx, m, c.env); err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
+	log.Info("console: operator quit; stopping the focus")
+	return nil
+}
