@@ -453,7 +453,8 @@ func (s *Server) stop(grace time.Duration) {
 func (s *Server) kill() { s.signalAndWait(syscall.SIGKILL, time.Minute) }
 
 // Stop ends Prosody (SIGTERM, wait for the pid, then SIGKILL) and removes
-// the folder if Start created it. Safe to call more than once.
+// the folder if Start created it (then Stop is final: no Restart after it).
+// Safe to call more than once.
 func (s *Server) Stop() {
 	s.stop(5 * time.Second)
 	s.cleanupDir()

@@ -418,6 +418,18 @@ func (r *recorder) progressLocked(w io.Writer, elapsed time.Duration) {
 	fmt.Fprintln(w, line)
 }
 
+// redact hides the key in an error's text (in the room form the room JID,
+// and so many error messages, carry it).
+func redact(err error, key string) string {
+	msg := err.Error()
+	if key == "" {
+		return msg
+	}
+	mask := "[key " + fingerprint(key) + "]"
+	msg = strings.ReplaceAll(msg, key, mask)
+	return strings.ReplaceAll(msg, strings.ToLower(key), mask)
+}
+
 func fingerprint(key string) string {
 	return hashHex(key)[:8]
 }
@@ -431,7 +443,7 @@ func runOne(ctx context.Context, cfg LoadConfig, rec *recorder, i int, kind part
 	p, err := Dial(sctx, cfg.Account)
 	cancel()
 	if err != nil {
-		log.Debug("login failed", "participant", i, "err", err)
+		log.Debug("login failed", "participant", i, "err", redact(err, key))
 		rec.do(func(s *Summary) { s.LoginFailed++ })
 		return
 	}
@@ -446,7 +458,7 @@ func runOne(ctx context.Context, cfg LoadConfig, rec *recorder, i int, kind part
 		rep, err := p.RequestConference(sctx, req)
 		cancel()
 		if err != nil {
-			log.Debug("conference request failed", "participant", i, "err", err)
+			log.Debug("conference request failed", "participant", i, "err", redact(err, key))
 			rec.do(func(s *Summary) { s.RequestError++ })
 			return
 		}
@@ -490,7 +502,7 @@ func runOne(ctx context.Context, cfg LoadConfig, rec *recorder, i int, kind part
 		rec.do(func(s *Summary) { s.JoinRefused[se.Condition]++ })
 		return
 	case err != nil:
-		log.Debug("join failed", "participant", i, "err", err)
+		log.Debug("join failed", "participant", i, "err", redact(err, key))
 		rec.do(func(s *Summary) { s.JoinError++ })
 		return
 	}
@@ -525,6 +537,6 @@ func runOne(ctx context.Context, cfg LoadConfig, rec *recorder, i int, kind part
 	lctx, cancel := context.WithTimeout(context.Background(), cfg.StepTimeout)
 	defer cancel()
 	if err := p.Leave(lctx, room); err != nil {
-		log.Debug("leave failed", "participant", i, "err", err)
+		log.Debug("leave failed", "participant", i, "err", redact(err, key))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -160,6 +161,23 @@ func TestLatencyOf(t *testing.T) {
 	for _, tc := range tests {
 		if got := latencyOf(tc.in); got != tc.want {
 			t.Errorf("latencyOf(%d values) = %+v, want %+v", len(tc.in), got, tc.want)
+		}
+	}
+}
+
+func TestRedact(t *testing.T) {
+	tests := []struct {
+		err  string
+		key  string
+		want string
+	}{
+		{"join kf_AbC=room@conference.meet.example: timeout", "kf_AbC", "join [key " + fingerprint("kf_AbC") + "]=room@conference.meet.example: timeout"},
+		{"join kf_abc=room@conference.meet.example: timeout", "kf_AbC", "join [key " + fingerprint("kf_AbC") + "]=room@conference.meet.example: timeout"},
+		{"no key here", "", "no key here"},
+	}
+	for _, tc := range tests {
+		if got := redact(errors.New(tc.err), tc.key); got != tc.want {
+			t.Errorf("redact(%q) = %q, want %q", tc.err, got, tc.want)
 		}
 	}
 }

@@ -33,6 +33,13 @@ func WithSecret(secret string) Option { return func(o *prosody.Options) { o.Secr
 // WithOptions edits the options directly.
 func WithOptions(f func(*prosody.Options)) Option { return Option(f) }
 
+const skipMessage = "\n" +
+	"********************************************************************\n" +
+	"*** SKIPPED: prosody is not on PATH, so this test against a real  ***\n" +
+	"*** Prosody 0.12 did not run. Install prosody (apt-get install    ***\n" +
+	"*** prosody) to run it; CI must have it.                          ***\n" +
+	"********************************************************************"
+
 // Start runs Prosody for the test and stops it when the test ends. If prosody
 // is not on PATH the test is skipped with a loud message; any other failure
 // fails the test.
@@ -44,12 +51,7 @@ func Start(t testing.TB, opts ...Option) *prosody.Server {
 	}
 	s, err := prosody.Start(context.Background(), o)
 	if errors.Is(err, prosody.ErrNotFound) {
-		t.Skip("\n" +
-			"********************************************************************\n" +
-			"*** SKIPPED: prosody is not on PATH, so this test against a real  ***\n" +
-			"*** Prosody 0.12 did not run. Install prosody (apt-get install    ***\n" +
-			"*** prosody) to run it; CI must have it.                          ***\n" +
-			"********************************************************************")
+		t.Skip(skipMessage)
 	}
 	if err != nil {
 		t.Fatalf("start prosody: %v", err)
