@@ -33,7 +33,7 @@ func TestRunUsage(t *testing.T) {
 		code int
 		want string
 	}{
-		{"console not available", []string{}, map[string]string{"KEYFOCUS_SECRET": "x"}, 2, "console is not available"},
+		{"console needs a terminal", []string{}, map[string]string{"KEYFOCUS_SECRET": "x"}, 2, "console needs a terminal"},
 		{"no secret", []string{"--headless"}, nil, 2, "KEYFOCUS_SECRET or --secret-file"},
 		{"secret as argument", []string{"--headless", "--secret=abc"}, nil, 2, ""},
 		{"stray secret argument", []string{"--headless", "secret=abc"}, nil, 2, "--secret-file only"},
