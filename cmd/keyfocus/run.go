@@ -36,7 +36,8 @@ type runCommand struct {
 	statePath        string
 	readonly         bool
 	logLevel         string
-	logFile          string // console mode: where logs go (run_console.go)
+	ops              opsFlags // --http, --audit, --ssh-* (run_ops.go)
+	logFile          string   // console mode: where logs go (run_console.go)
 
 	// forceExit ends the process at once on a second signal; tests replace it.
 	forceExit func(code int)
@@ -86,6 +87,7 @@ func (c *runCommand) flags() *flag.FlagSet {
 	str(&c.statePath, "state", "", "file where admissions survive a restart (empty: none)")
 	boolean(&c.readonly, "readonly", "the console cannot edit keys, members or rooms")
 	str(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	c.ops.define(str)
 	str(&c.logFile, "log-file", defaultLogFile(c.env.Getenv, "run"), "without --headless: the log file (the terminal is the console's)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: keyfocus run [--headless] [flags]")
@@ -199,6 +201,13 @@ func (c *runCommand) serve(ctx context.Context, log *slog.Logger, store *keys.St
 		g.Go(func() error { return srv.Serve(gctx, l) })
 	}
 
+	if err := c.ops.start(gctx, g, c, log, f, store, notify); err != nil {
+		stopRun()
+		_ = g.Wait()
+		return err
+	}
+	defer c.ops.close()
+
 	if !c.headless {
 		g.Go(func() error { return c.console(gctx, log, f, stopRun) })
 	}
@@ -241,6 +250,12 @@ func (c *runCommand) serve(ctx context.Context, log *slog.Logger, store *keys.St
 					} else {
 						log.Info("reload: key file re-read", "keys", u.Snapshot.Len())
 					}
+					if s, err := c.secret(); err != nil {
+						log.Error("reload: component secret not re-read; the old one stays", "err", err)
+					} else {
+						f.SetSecret(s) // applies at the next reconnect
+					}
+					c.ops.reload(log)
 					_ = notify.Ready("connected to Prosody")
 				case !stopping:
 					stopping = true
