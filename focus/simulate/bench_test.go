@@ -35,9 +35,16 @@ func BenchmarkBareRequest(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	req := Request{Room: "bench@" + s.MUC, Key: "kf_bench", Focus: "bare.meet.example"}
-	for _, inflight := range []int{1, 64} {
-		b.Run(map[int]string{1: "serial", 64: "inflight64"}[inflight], func(b *testing.B) {
+	// "minimal" carries only the key; "realistic" also the properties and
+	// machine-uid that lib-jitsi-meet sends, which Prosody must parse too.
+	for _, bc := range []struct {
+		name     string
+		inflight int
+		extras   bool
+	}{{"minimal/serial", 1, false}, {"minimal/inflight64", 64, false}, {"realistic/serial", 1, true}, {"realistic/inflight64", 64, true}} {
+		inflight := bc.inflight
+		req := Request{Room: "bench@" + s.MUC, Key: "kf_bench", Focus: "bare.meet.example", NoExtras: !bc.extras}
+		b.Run(bc.name, func(b *testing.B) {
 			ps := make([]*Participant, inflight)
 			for i := range ps {
 				if ps[i], err = Dial(ctx, Account{Addr: s.C2SAddr, Domain: s.Domain}); err != nil {
