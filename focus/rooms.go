@@ -301,7 +301,11 @@ func (f *Focus) grantAndReplyLocked(c *conn, r *room, w *pendingReq) []*xmppEl {
 
 // admittedLocked publishes an admission and returns the ready reply.
 func (f *Focus) admittedLocked(r *room, w *pendingReq) *xmppEl {
-	r.stopTimer()
+	if len(r.members) == 0 {
+		// Nobody is in yet: the grace runs from the last admission, so a
+		// room whose admitted requesters never join still ends.
+		f.armEmptyTimerLocked(r)
+	}
 	lat := time.Since(w.start)
 	f.publishLocked(Event{Kind: EvAdmitted, Room: r.jid, Request: &Admission{
 		Time: f.now(), Requester: w.iq.Get("from"), Room: r.jid,
