@@ -171,6 +171,9 @@ func TestSimulateAgainstFocus(t *testing.T) {
 				t.Fatalf("summary is not JSON: %v\n%s", err, stdout)
 			}
 			tc.check(t, &s)
+			if s.DiscoFailed != 0 || s.FocusLeft != 0 || s.Disconnected != 0 {
+				t.Errorf("disco#info to the focus failed %d, focus left %d, disconnected %d", s.DiscoFailed, s.FocusLeft, s.Disconnected)
+			}
 			for _, out := range []string{stdout.String(), stderr.String()} {
 				if strings.Contains(out, key1) || strings.Contains(out, key2) {
 					t.Errorf("a key was printed:\n%s", out)

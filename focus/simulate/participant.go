@@ -49,6 +49,7 @@ const (
 	EvJoinRefused    EventKind = "join_refused"    // a join of ours was refused: Error set
 	EvStanza         EventKind = "stanza"          // an IQ reply nobody waited for, or a message: Stanza set
 	EvDisconnected   EventKind = "disconnected"    // the stream ended: Err set (nil after Close)
+	EvFocusLeft      EventKind = "focus_left"      // the focus's occupant left a room we are in (lib-jitsi-meet then leaves)
 )
 
 // Event is one thing a participant saw. The Events channel drops events when
@@ -103,6 +104,7 @@ type Participant struct {
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every state change
 	rooms   map[string]*roomState
+	focusOf map[string]string // bare room JID -> focusjid of the admitting reply
 	dropped uint64
 	err     error // why the stream ended
 	closing bool
@@ -119,6 +121,8 @@ type roomState struct {
 	occupants map[string]Occupant
 	joinErr   *StanzaError
 	removal   *Removal
+	focus     string // focusjid for this room, if a reply named one
+	focusLeft bool   // the focus's occupant left while we were in the room
 }
 
 // Dial logs in anonymously (SASL ANONYMOUS without TLS, as on loopback) and
@@ -167,6 +171,7 @@ func Dial(ctx context.Context, acc Account) (*Participant, error) {
 		done:    make(chan struct{}),
 		changed: make(chan struct{}),
 		rooms:   make(map[string]*roomState),
+		focusOf: make(map[string]string),
 	}
 	p.log = p.log.With("jid", p.jid.String())
 	go p.serve()
@@ -437,6 +442,10 @@ func (p *Participant) handlePresence(el *Element) {
 				occ.JID = old.JID
 			}
 			evs = append(evs, Event{Kind: EvOccupantLeft, Room: room, Occupant: &occ, Status: codes, Reason: reason})
+			if rs.joined && rs.focus != "" && strings.HasPrefix(occ.JID, rs.focus+"/") {
+				rs.focusLeft = true
+				evs = append(evs, Event{Kind: EvFocusLeft, Room: room, Occupant: &occ, Status: codes, Reason: reason})
+			}
 		}
 	case "":
 		_, had := rs.occupants[nick]
@@ -484,7 +493,7 @@ func (p *Participant) Join(ctx context.Context, room, nick string) (*Joined, err
 		return nil, fmt.Errorf("simulate: nick %q: %w", nick, err)
 	}
 	p.mu.Lock()
-	rs := &roomState{nick: nick, joining: true, occupants: map[string]Occupant{}}
+	rs := &roomState{nick: nick, joining: true, occupants: map[string]Occupant{}, focus: p.focusOf[room]}
 	p.rooms[room] = rs
 	p.mu.Unlock()
 
@@ -604,6 +613,37 @@ func (p *Participant) WaitRemoved(ctx context.Context, room string) (*Removal, e
 		return nil, fmt.Errorf("simulate: waiting for removal from %s: %w", room, err)
 	}
 	return rem, nil
+}
+
+// FocusLeft reports whether the focus's occupant (the one whose real JID is
+// under the focusjid of the reply that admitted us) left the room while we
+// were in it. lib-jitsi-meet ends the conference then.
+func (p *Participant) FocusLeft(room string) bool {
+	room, err := normRoom(room)
+	if err != nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	rs := p.rooms[room]
+	return rs != nil && rs.focusLeft
+}
+
+// waitGone waits until we are removed from the room or its focus left.
+func (p *Participant) waitGone(ctx context.Context, room string) (rem *Removal, focusLeft bool, err error) {
+	room, err = normRoom(room)
+	if err != nil {
+		return nil, false, err
+	}
+	err = p.wait(ctx, func() bool {
+		rs := p.rooms[room]
+		if rs == nil {
+			return false
+		}
+		rem, focusLeft = rs.removal, rs.focusLeft
+		return rem != nil || focusLeft
+	})
+	return rem, focusLeft, err
 }
 
 // Leave exits the room and waits for the room to confirm.

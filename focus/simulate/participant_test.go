@@ -40,6 +40,7 @@ func dial(ctx context.Context, t *testing.T, s *prosody.Server) *Participant {
 type scripted struct {
 	got   chan *Element
 	reply string
+	sess  *xmpp.Session
 }
 
 func startScripted(ctx context.Context, t *testing.T, s *prosody.Server, name, reply string) *scripted {
@@ -54,12 +55,13 @@ func startScripted(ctx context.Context, t *testing.T, s *prosody.Server, name, r
 	if err != nil {
 		t.Fatal(err)
 	}
+	sc.sess = sess
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		sess.Serve(xmpp.HandlerFunc(func(tr xmlstream.TokenReadEncoder, start *xml.StartElement) error {
 			el, err := readElement(xmlstream.MultiReader(xmlstream.Token(*start), tr))
-			if err != nil || el.Name.Local != "iq" {
+			if err != nil || el.Name.Local != "iq" || el.AttrValue("type") == "result" || el.AttrValue("type") == "error" {
 				return nil
 			}
 			sc.got <- el
@@ -252,6 +254,13 @@ func TestBareComponent(t *testing.T) {
 	}
 	if b.Answered() != 4 {
 		t.Errorf("answered %d, want 4", b.Answered())
+	}
+	info, err := p.Disco(ctx, "bare.meet.example/focus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Identities) != 1 || info.Identities[0].Category != "component" || !info.HasFeature(nsDiscoInfo) {
+		t.Errorf("disco#info: %+v", info)
 	}
 }
 
@@ -477,5 +486,58 @@ func waitEvent(ctx context.Context, t *testing.T, p *Participant, match func(Eve
 		case <-ctx.Done():
 			t.Fatal("event not seen")
 		}
+	}
+}
+
+// send sends a stanza from the scripted component.
+func (sc *scripted) send(ctx context.Context, t *testing.T, stanza string) {
+	t.Helper()
+	el, err := parseXML(stanza)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.sess.Send(ctx, el.tokens()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFocusLeft: a component that admits and sits in the room as
+// <focusjid>/focus; when it leaves, the participant notices, as
+// lib-jitsi-meet does.
+func TestFocusLeft(t *testing.T) {
+	s := prosodytest.Start(t, prosodytest.WithOpenRoomCreation(), prosodytest.WithExtraComponents("script.meet.example"))
+	ctx := testCtx(t)
+	sc := startScripted(ctx, t, s, "script.meet.example",
+		`<iq type='result' id='$ID' to='$TO' from='$FROM'><conference xmlns='http://jitsi.org/protocol/focus' room='fl@conference.meet.example' ready='true' focusjid='$FROM'/></iq>`)
+	room := "fl@" + s.MUC
+	p, other := dial(ctx, t, s), dial(ctx, t, s)
+	if _, err := other.Join(ctx, room, "other"); err != nil {
+		t.Fatal(err)
+	}
+	sc.send(ctx, t, `<presence from='script.meet.example/focus' to='`+room+`/focus'><x xmlns='http://jabber.org/protocol/muc'/></presence>`)
+	if err := other.WaitOccupants(ctx, room, func(o []Occupant) bool { return len(o) == 2 }); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := p.RequestConference(ctx, Request{Room: room, Key: "k", Focus: "script.meet.example"})
+	if err != nil || !rep.Admitted() {
+		t.Fatalf("request: %v %+v", err, rep)
+	}
+	if _, err := p.Join(ctx, room, "me"); err != nil {
+		t.Fatal(err)
+	}
+	// Another occupant leaving is not the focus leaving.
+	if err := other.Leave(ctx, room); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitOccupants(ctx, room, func(o []Occupant) bool { return len(o) == 2 }); err != nil {
+		t.Fatal(err)
+	}
+	if p.FocusLeft(room) {
+		t.Fatal("FocusLeft after an ordinary occupant left")
+	}
+	sc.send(ctx, t, `<presence from='script.meet.example/focus' to='`+room+`/focus' type='unavailable'/>`)
+	waitEvent(ctx, t, p, func(ev Event) bool { return ev.Kind == EvFocusLeft && ev.Occupant.Nick == "focus" })
+	if !p.FocusLeft(room) {
+		t.Error("FocusLeft false after the event")
 	}
 }

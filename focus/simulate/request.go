@@ -200,6 +200,15 @@ func (p *Participant) RequestConference(ctx context.Context, req Request) (*Repl
 			rep.Properties[pr.AttrValue("name")] = pr.AttrValue("value")
 		}
 	}
+	if rep.Admitted() && rep.FocusJID != "" && el.AttrValue("type") != "error" {
+		// Remember the focus of the room, as lib-jitsi-meet does, to notice
+		// when it leaves.
+		if room, err := normRoom(req.RoomJID()); err == nil {
+			p.mu.Lock()
+			p.focusOf[room] = rep.FocusJID
+			p.mu.Unlock()
+		}
+	}
 	if el.AttrValue("type") == "error" {
 		rep.Error = parseStanzaError(el)
 		if rep.Error == nil {

@@ -133,12 +133,20 @@ type Summary struct {
 	// them got into a room anyway (a gate failure).
 	Intruders   int `json:"intruders"`
 	IntrudersIn int `json:"intruders_in"`
-	// Removed counts removals during the stay by MUC status (307, 321, 0 destroyed).
-	Removed      map[string]int `json:"removed"`
-	Disconnected int            `json:"disconnected"`
-	Login        Latency        `json:"login"`
-	Request      Latency        `json:"request"`
-	Join         Latency        `json:"join"`
+	// Removed counts removals during the stay by MUC status (307, 321, 0
+	// destroyed); RemovedReason by the reason given (at most 32 distinct).
+	Removed       map[string]int `json:"removed"`
+	RemovedReason map[string]int `json:"removed_reason"`
+	// FocusLeft counts participants whose room's focus left while they were
+	// in it (they leave then, as lib-jitsi-meet does).
+	FocusLeft int `json:"focus_left"`
+	// DiscoFailed counts disco#info queries to <focusjid>/focus that got an
+	// error or no answer.
+	DiscoFailed  int     `json:"disco_failed"`
+	Disconnected int     `json:"disconnected"`
+	Login        Latency `json:"login"`
+	Request      Latency `json:"request"`
+	Join         Latency `json:"join"`
 	// KeyFingerprints are the fingerprints of the valid keys presented.
 	KeyFingerprints []string `json:"key_fingerprints,omitempty"`
 }
@@ -177,11 +185,20 @@ func (s *Summary) WriteText(w io.Writer) {
 	if s.Intruders > 0 {
 		fmt.Fprintf(w, "intruders     %d tried without a request, %d got in\n", s.Intruders, s.IntrudersIn)
 	}
+	if s.DiscoFailed > 0 {
+		fmt.Fprintf(w, "  disco#info to the focus failed: %d\n", s.DiscoFailed)
+	}
 	fmt.Fprintf(w, "removed       %d", sum(s.Removed))
 	for _, k := range sortedKeys(s.Removed) {
 		fmt.Fprintf(w, "  status %s: %d", k, s.Removed[k])
 	}
 	fmt.Fprintln(w)
+	for _, k := range sortedKeys(s.RemovedReason) {
+		fmt.Fprintf(w, "    %5d  %q\n", s.RemovedReason[k], k)
+	}
+	if s.FocusLeft > 0 {
+		fmt.Fprintf(w, "focus left    %d participants saw the focus leave their room\n", s.FocusLeft)
+	}
 	if s.Disconnected > 0 {
 		fmt.Fprintf(w, "disconnected  %d\n", s.Disconnected)
 	}
@@ -275,7 +292,7 @@ func Run(ctx context.Context, cfg LoadConfig) (*Summary, error) {
 	if cfg.Account.Logger == nil {
 		cfg.Account.Logger = cfg.Logger
 	}
-	rec := &recorder{s: Summary{Refused: map[string]int{}, RefusedText: map[string]int{}, JoinRefused: map[string]int{}, Removed: map[string]int{}}}
+	rec := &recorder{s: Summary{Refused: map[string]int{}, RefusedText: map[string]int{}, JoinRefused: map[string]int{}, Removed: map[string]int{}, RemovedReason: map[string]int{}}}
 	for _, k := range cfg.Keys {
 		rec.s.KeyFingerprints = append(rec.s.KeyFingerprints, fingerprint(k))
 	}
@@ -452,6 +469,7 @@ func runOne(ctx context.Context, cfg LoadConfig, rec *recorder, i int, kind part
 
 	room := fmt.Sprintf("%s-%d@%s", cfg.RoomPrefix, i%cfg.Rooms, cfg.MUC)
 	nick := "sim-" + strconv.Itoa(i)
+	focusJID := ""
 	if kind != kindIntruder {
 		req := Request{Room: room, Key: key, Form: cfg.Form, Separator: cfg.Separator, Lowercase: cfg.Lowercase, Focus: cfg.Focus}
 		sctx, cancel := step()
@@ -488,6 +506,7 @@ func runOne(ctx context.Context, cfg LoadConfig, rec *recorder, i int, kind part
 			return
 		}
 		room = req.RoomJID()
+		focusJID = rep.FocusJID
 	} else {
 		rec.do(func(s *Summary) { s.Intruders++ })
 	}
@@ -514,22 +533,47 @@ func runOne(ctx context.Context, cfg LoadConfig, rec *recorder, i int, kind part
 		}
 	})
 
+	// Right after joining, lib-jitsi-meet asks the focus what it supports.
+	if focusJID != "" {
+		sctx, cancel := step()
+		if _, err := p.Disco(sctx, focusJID+"/focus"); err != nil {
+			log.Debug("disco#info to the focus failed", "participant", i, "err", redact(err, key))
+			rec.do(func(s *Summary) { s.DiscoFailed++ })
+		}
+		cancel()
+	}
+
 	stay := time.NewTimer(cfg.Stay)
 	defer stay.Stop()
-	removedCtx, cancelRemoved := context.WithCancel(ctx)
-	defer cancelRemoved()
-	removed := make(chan *Removal, 1)
+	goneCtx, cancelGone := context.WithCancel(ctx)
+	defer cancelGone()
+	type goneInfo struct {
+		rem       *Removal
+		focusLeft bool
+	}
+	gone := make(chan goneInfo, 1)
 	go func() {
-		if rem, err := p.WaitRemoved(removedCtx, room); err == nil {
-			removed <- rem
+		if rem, fl, err := p.waitGone(goneCtx, room); err == nil {
+			gone <- goneInfo{rem, fl}
 		}
 	}()
 	select {
 	case <-stay.C:
 	case <-ctx.Done():
-	case rem := <-removed:
-		rec.do(func(s *Summary) { s.Removed[strconv.Itoa(rem.Status)]++ })
-		return
+	case g := <-gone:
+		if g.rem != nil {
+			rec.do(func(s *Summary) {
+				s.Removed[strconv.Itoa(g.rem.Status)]++
+				reason := g.rem.Reason
+				if _, seen := s.RemovedReason[reason]; !seen && len(s.RemovedReason) >= maxTexts {
+					reason = "(other)"
+				}
+				s.RemovedReason[reason]++
+			})
+			return
+		}
+		// The focus left: lib-jitsi-meet ends the conference and leaves.
+		rec.do(func(s *Summary) { s.FocusLeft++ })
 	case <-p.Done():
 		rec.do(func(s *Summary) { s.Disconnected++ })
 		return

@@ -46,6 +46,9 @@ func TestRunAgainstBare(t *testing.T) {
 				if s.Joined != 40 || s.Request.N != 36 || s.Join.N != 40 || s.Login.N != 40 {
 					t.Errorf("joins/latencies: %+v", s)
 				}
+				if s.DiscoFailed != 0 {
+					t.Errorf("disco#info to the bare focus failed %d times", s.DiscoFailed)
+				}
 				if s.Request.P50 <= 0 || s.Request.P50 > s.Request.P99 || s.Request.P99 > s.Request.Max {
 					t.Errorf("request latency not ordered: %+v", s.Request)
 				}

@@ -1,7 +1,7 @@
 // Package bare is the baseline of the benchmarks: an XEP-0114 component that
-// answers every conference request at once with ready='true' and does no room
-// work at all. Run beside keyfocus on the same Prosody, it shows what the
-// XMPP round trip itself costs.
+// answers every conference request at once with ready='true' (and disco#info
+// with a component identity) and does no room work at all. Run beside
+// keyfocus on the same Prosody, it shows what the XMPP round trip itself costs.
 package bare
 
 import (
@@ -20,8 +20,9 @@ import (
 )
 
 const (
-	nsFocus   = "http://jitsi.org/protocol/focus"
-	nsStanzas = "urn:ietf:params:xml:ns:xmpp-stanzas"
+	nsFocus     = "http://jitsi.org/protocol/focus"
+	nsStanzas   = "urn:ietf:params:xml:ns:xmpp-stanzas"
+	nsDiscoInfo = "http://jabber.org/protocol/disco#info"
 )
 
 // Config says where the component connects and as what.
@@ -96,6 +97,7 @@ type iqIn struct {
 	Conf    *struct {
 		Room string `xml:"room,attr"`
 	} `xml:"http://jitsi.org/protocol/focus conference"`
+	Disco *struct{} `xml:"http://jabber.org/protocol/disco#info query"`
 }
 
 func attr(k, v string) xml.Attr { return xml.Attr{Name: xml.Name{Local: k}, Value: v} }
@@ -125,6 +127,14 @@ func (c *Component) handle(t xmlstream.TokenReadEncoder, start *xml.StartElement
 			Attr: []xml.Attr{attr("name", "authentication"), attr("value", "false")}}
 		body = []xml.Token{conf, prop, prop.End(), conf.End()}
 		c.answered.Add(1)
+	case iq.Type == "get" && iq.Disco != nil:
+		// What lib-jitsi-meet asks <focusjid>/focus right after joining.
+		out.Attr = append(out.Attr, attr("type", "result"))
+		q := xml.StartElement{Name: xml.Name{Space: nsDiscoInfo, Local: "query"}}
+		id := xml.StartElement{Name: xml.Name{Space: nsDiscoInfo, Local: "identity"},
+			Attr: []xml.Attr{attr("category", "component"), attr("type", "generic"), attr("name", "bare")}}
+		f := xml.StartElement{Name: xml.Name{Space: nsDiscoInfo, Local: "feature"}, Attr: []xml.Attr{attr("var", nsDiscoInfo)}}
+		body = []xml.Token{q, id, id.End(), f, f.End(), q.End()}
 	default:
 		cond := "service-unavailable"
 		typ := "cancel"
