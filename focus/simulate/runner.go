@@ -240,6 +240,7 @@ type recorder struct {
 	s                    Summary
 	login, request, join []time.Duration
 	active               atomic.Int64
+	lastRequest          int // len(request) at the previous progress line
 }
 
 func (r *recorder) do(f func(s *Summary)) {
@@ -429,9 +430,10 @@ func (r *recorder) progressLocked(w io.Writer, elapsed time.Duration) {
 	line := fmt.Sprintf("%5.0fs  started %d  active %d  admitted %d  refused %d  joined %d  join-refused %d  removed %d  errors %d",
 		elapsed.Seconds(), s.Started, r.active.Load(), s.Admitted, sum(s.Refused), s.Joined, sum(s.JoinRefused), sum(s.Removed),
 		s.LoginFailed+s.RequestError+s.JoinError+s.Disconnected)
-	if n := len(r.request); n > 0 {
-		line += "  last req " + fmtDur(r.request[n-1])
+	if recent := r.request[r.lastRequest:]; len(recent) > 0 {
+		line += "  req p50 " + fmtDur(latencyOf(recent).P50)
 	}
+	r.lastRequest = len(r.request)
 	fmt.Fprintln(w, line)
 }
 
