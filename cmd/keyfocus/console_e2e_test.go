@@ -1,0 +1,186 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyfocus/keyfocus/focus/prosody/prosodytest"
+	"github.com/keyfocus/keyfocus/focus/simulate"
+	"github.com/keyfocus/keyfocus/keys"
+)
+
+// tmuxConsole is the real keyfocus binary running in a private tmux server.
+type tmuxConsole struct {
+	t    *testing.T
+	sock string
+}
+
+func (c *tmuxConsole) tmux(args ...string) string {
+	c.t.Helper()
+	out, err := exec.Command("tmux", append([]string{"-S", c.sock}, args...)...).CombinedOutput()
+	if err != nil {
+		c.t.Fatalf("tmux %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func (c *tmuxConsole) screen() string { return c.tmux("capture-pane", "-p", "-t", "kf") }
+
+// keys sends tmux key names ("Enter", "Escape", "3"); text:... types literally.
+func (c *tmuxConsole) keys(keys ...string) {
+	c.t.Helper()
+	for _, k := range keys {
+		if text, ok := strings.CutPrefix(k, "text:"); ok {
+			c.tmux("send-keys", "-t", "kf", "-l", text)
+			continue
+		}
+		c.tmux("send-keys", "-t", "kf", k)
+	}
+}
+
+// waitScreen waits until cond holds for the screen (or fails after 30s).
+func (c *tmuxConsole) waitScreen(what string, cond func(s string) bool) string {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s := c.screen()
+		if cond(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out waiting for %s; screen:\n%s", what, s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (c *tmuxConsole) waitFor(s string) string {
+	c.t.Helper()
+	return c.waitScreen(strings.TrimSpace(s), func(screen string) bool { return strings.Contains(screen, s) })
+}
+
+func buildKeyfocus(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "keyfocus")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestConsoleEndToEnd runs `keyfocus run` with its console in tmux against a
+// real Prosody, with a simulated participant: it adds a key through the form
+// and sees the file change, then revokes the participant's key and sees the
+// member disappear from the Rooms view.
+func TestConsoleEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end console test: skipped with -short")
+	}
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Skip("\n*** SKIPPED: tmux is not on PATH (apt-get install tmux); the console end-to-end test needs it ***")
+	}
+	srv := prosodytest.Start(t)
+	bin := buildKeyfocus(t)
+	dir := t.TempDir()
+	keyPath := filepath.Join(dir, "keys.properties")
+	if err := os.WriteFile(keyPath, []byte("# e2e\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	store, err := keys.Open(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acmeKey, acme, err := store.Add(keys.Spec{Name: "Acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "run.log")
+
+	c := &tmuxConsole{t: t, sock: filepath.Join(dir, "tmux.sock")}
+	c.tmux("-f", "/dev/null", "new-session", "-d", "-s", "kf", "-x", "120", "-y", "40",
+		"-e", "KEYFOCUS_SECRET="+srv.Secret, "-e", "TERM=xterm-256color",
+		bin, "run", "--xmpp-addr", srv.ComponentAddr, "--component", srv.Component, "--muc", srv.MUC,
+		"--keys", keyPath, "--log-file", logPath, "--http", "127.0.0.1:0")
+	t.Cleanup(func() { exec.Command("tmux", "-S", c.sock, "kill-server").Run() })
+	c.tmux("set-option", "-t", "kf", "remain-on-exit", "on")
+	c.waitFor("● connected")
+
+	// A participant with the Acme key joins a room.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p, err := simulate.Dial(ctx, simulate.Account{Addr: srv.C2SAddr, Domain: srv.Domain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	room := "e2e@" + srv.MUC
+	reply, err := p.RequestConference(ctx, simulate.Request{Room: room, Key: acmeKey, Focus: srv.Component})
+	if err != nil || !reply.Admitted() {
+		t.Fatalf("conference request: %+v, %v", reply, err)
+	}
+	if _, err := p.Join(ctx, room, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	c.waitScreen("alice in the Rooms view", func(s string) bool {
+		return strings.Contains(s, "MEMBERS of e2e (1)") && regexp.MustCompile(`alice\s+Acme\s+`+acme.Fingerprint).MatchString(s)
+	})
+
+	// Add a key through the form: the file changes.
+	c.keys("3", "a", "text:Hooli", "Enter", "text:hooli-*", "Enter", "Enter", "text:4", "Enter")
+	s := c.waitFor("New key for Hooli")
+	newKey := regexp.MustCompile(`kf_[a-z2-7]{32}`).FindString(s)
+	if newKey == "" {
+		t.Fatalf("no key on screen:\n%s", s)
+	}
+	data, err := os.ReadFile(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(data, []byte("sha256:"+keys.HashKey(newKey)+"=Hooli; rooms=hooli-*; max-participants=4")) || bytes.Contains(data, []byte(newKey)) {
+		t.Fatalf("key file after the add:\n%s", data)
+	}
+	c.keys("Enter")
+	c.waitScreen("the key closed", func(s string) bool { return !strings.Contains(s, newKey) && strings.Contains(s, "Hooli") })
+
+	// Revoke Acme: the confirmation names alice; the focus removes her.
+	c.keys("g", "d")
+	c.waitFor("alice in e2e")
+	c.keys("y")
+	if _, err := p.WaitRemoved(ctx, room); err != nil {
+		t.Fatalf("alice was not removed: %v", err)
+	}
+	c.keys("1")
+	c.waitScreen("alice gone from the Rooms view", func(s string) bool {
+		return strings.Contains(s, "[1 Rooms]") && !strings.Contains(s, "alice")
+	})
+	data, _ = os.ReadFile(keyPath)
+	if bytes.Contains(data, []byte(acme.ID)) {
+		t.Errorf("Acme still in the key file:\n%s", data)
+	}
+
+	// Quit asks first (it stops the focus), then ends the process.
+	c.keys("q")
+	c.waitFor("Quit keyfocus?")
+	c.keys("y")
+	c.waitScreen("the process to exit", func(string) bool {
+		return strings.TrimSpace(c.tmux("display-message", "-p", "-t", "kf", "#{pane_dead}")) == "1"
+	})
+	logs, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(logs, []byte(acmeKey)) || bytes.Contains(logs, []byte(newKey)) {
+		t.Error("a key reached the log file")
+	}
+	if !bytes.Contains(logs, []byte("operator quit")) {
+		t.Errorf("log file lacks the quit:\n%s", logs)
+	}
+}
