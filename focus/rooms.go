@@ -463,6 +463,7 @@ func (f *Focus) enforceLocked(actor string) {
 	c := f.conn
 	var out []*xmppEl
 	var next time.Time
+	retry := false
 	for _, r := range f.rooms {
 		if r.ending {
 			continue
@@ -481,13 +482,21 @@ func (f *Focus) enforceLocked(actor string) {
 				}
 				continue
 			}
+			if c == nil || !r.ready {
+				// Not connected, or the room is being joined again: Prosody
+				// still holds this membership (a key revoked while the focus
+				// was down or away). Keep the admission and look again
+				// shortly, so the removal goes out once the room is ready.
+				retry = true
+				continue
+			}
+			if who == "expiry" && (e == nil || !e.Expired(now)) {
+				who = "revocation" // a retry of a revocation runs on the expiry timer
+			}
 			delete(r.admitted, bare)
 			f.markDirty()
 			removedAny = true
 			f.log.Info("revoking membership", "room", f.logRoom(r.jid), "jid", bare, "fingerprint", a.Fingerprint, "client", a.Client, "reason", why)
-			if c == nil || !r.ready {
-				continue // re-joining skips it; the member list resync drops it
-			}
 			for nick, m := range r.members {
 				if bareOf(m.JID) == bare {
 					r.removing[nick] = removal{actor: who, reason: why}
@@ -518,6 +527,9 @@ func (f *Focus) enforceLocked(actor string) {
 		f.expiry, f.expiryAt = nil, time.Time{}
 	}
 	f.armExpiryLocked(next)
+	if retry {
+		f.armExpiryLocked(now.Add(250 * time.Millisecond))
+	}
 	if len(out) > 0 && c != nil {
 		go func() {
 			if err := c.send(context.Background(), out...); err != nil {
