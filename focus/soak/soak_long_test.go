@@ -1,0 +1,30 @@
+//go:build soak
+
+package soak
+
+import (
+	"os"
+	"testing"
+	"time"
+)
+
+// The long form: KEYFOCUS_SOAK_DURATION of load (default 10m), more
+// participants per cohort and more cohorts. Run it with
+//
+//	KEYFOCUS_SOAK_DURATION=30m go test -tags soak -run TestSoak -timeout 2h -v ./focus/soak/
+func init() {
+	soakParams = func(t *testing.T) params {
+		load := 10 * time.Minute
+		if s := os.Getenv("KEYFOCUS_SOAK_DURATION"); s != "" {
+			d, err := time.ParseDuration(s)
+			if err != nil || d < 30*time.Second {
+				t.Fatalf("KEYFOCUS_SOAK_DURATION=%q: want a Go duration of at least 30s, e.g. 30m", s)
+			}
+			load = d
+		}
+		return params{
+			Load: load, Cohorts: 10, RoomsPerCohort: 4, Rate: 2, Concurrency: 16,
+			Stay: 10 * time.Second, MaxLinger: time.Second, GoroutineSlack: 40, Sample: 50 * time.Millisecond,
+		}
+	}
+}
