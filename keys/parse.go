@@ -1,9 +1,11 @@
 package keys
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -93,7 +95,11 @@ type document struct {
 	warnings []string
 	warns    []*ParseError // the warnings, structured
 	errs     []*ParseError
-	newline  string // the file's line terminator, "\n" unless it uses another
+	newline  string    // the file's line terminator, "\n" unless it uses another
+	snap     *Snapshot // the entries indexed (built by check)
+
+	lastExpires   string // see expires
+	lastExpiresAt time.Time
 }
 
 func (d *document) errorf(line int, format string, a ...any) {
@@ -106,9 +112,11 @@ func (d *document) warnf(line int, format string, a ...any) {
 	d.warnings = append(d.warnings, w.Error())
 }
 
-// snapshot builds the snapshot of a document without errors.
+// snapshot returns the snapshot of a document without errors. Call it once:
+// the snapshot is published by the caller and immutable from then on.
 func (d *document) snapshot(now time.Time) *Snapshot {
-	s := NewSnapshot(d.path, d.entries, now)
+	s := d.snap
+	s.LoadedAt = now
 	s.Warnings = d.warnings
 	return s
 }
@@ -174,6 +182,7 @@ func parse(file string, data []byte) *document {
 			break
 		}
 	}
+	d.recs = make([]record, 0, bytes.Count(data, []byte{'\n'})+1)
 	pos, line := 0, 1
 	if strings.HasPrefix(string(data[:min(3, len(data))]), "\uFEFF") {
 		pos = 3 // a byte order mark: kept on save, never part of a key
@@ -200,7 +209,8 @@ func parse(file string, data []byte) *document {
 		}
 		// An entry: gather the logical line.
 		var logical []byte
-		var segs []segment
+		var segBuf [4]segment
+		segs := segBuf[:0]
 		contentEnd := cEnd
 		for {
 			seg := data[i:cEnd]
@@ -213,7 +223,11 @@ func parse(file string, data []byte) *document {
 				seg = seg[:len(seg)-1]
 			}
 			segs = append(segs, segment{raw: i, logical: len(logical), n: len(seg)})
-			logical = append(logical, seg...)
+			if len(segs) == 1 && !cont {
+				logical = seg // the common case: one line, no copy
+			} else {
+				logical = append(logical, seg...)
+			}
 			contentEnd = cEnd
 			pos, line = next, line+1
 			if !cont {
@@ -251,7 +265,7 @@ func (d *document) parseEntry(rec *record, logical []byte, segs []segment) {
 	limit := len(logical)
 	keyLen, valueStart := 0, limit
 	hasSep, escaped := false, false
-	if strings.HasPrefix(string(logical), hashedPrefix) {
+	if bytes.HasPrefix(logical, []byte(hashedPrefix)) {
 		keyLen = len(hashedPrefix)
 	}
 	for ; keyLen < limit; keyLen++ {
@@ -293,10 +307,8 @@ func (d *document) parseEntry(rec *record, logical []byte, segs []segment) {
 	}
 	rec.key, rec.value = key, value
 	rec.valueRaw = toRaw(segs, valueStart, rec.contentEnd)
-	rec.entry = d.parseValue(rec.line, key, value)
-	if rec.entry != nil {
-		rec.parts = splitValue(value)
-	}
+	rec.parts = splitValue(value)
+	rec.entry = d.parseValue(rec.line, key, rec.parts)
 }
 
 // unescape applies the properties escapes.
@@ -355,20 +367,21 @@ func unescape(b []byte) (string, error) {
 // splitValue splits a value at ';' and trims each part. Empty attribute
 // parts (a trailing ';') are dropped.
 func splitValue(v string) []string {
-	raw := strings.Split(v, ";")
-	parts := make([]string, 0, len(raw))
-	for i, p := range raw {
-		p = strings.TrimSpace(p)
-		if i > 0 && p == "" {
-			continue
+	parts := make([]string, 0, strings.Count(v, ";")+1)
+	for i := 0; ; i++ {
+		p, rest, more := strings.Cut(v, ";")
+		if p = strings.TrimSpace(p); i == 0 || p != "" {
+			parts = append(parts, p)
 		}
-		parts = append(parts, p)
+		if !more {
+			return parts
+		}
+		v = rest
 	}
-	return parts
 }
 
 // parseValue builds the entry of one line; errors go to d.
-func (d *document) parseValue(line int, key, value string) *Entry {
+func (d *document) parseValue(line int, key string, parts []string) *Entry {
 	e := &Entry{Line: line}
 	switch {
 	case key == "":
@@ -376,23 +389,26 @@ func (d *document) parseValue(line int, key, value string) *Entry {
 		return nil
 	case strings.HasPrefix(key, hashedPrefix):
 		h := key[len(hashedPrefix):]
-		if len(h) != 64 || !isHex(h) {
+		isHex, upper := hexCase(h)
+		if len(h) != 64 || !isHex {
 			d.errorf(line, "%s must be followed by the 64 hex digits of the key's SHA-256", hashedPrefix)
 			return nil
 		}
-		e.ID, e.Hashed = strings.ToLower(h), true
+		if upper {
+			h = strings.ToLower(h)
+		}
+		e.ID, e.Hashed = h, true
 	default:
 		e.ID, e.foldID = HashKey(key), HashKey(strings.ToLower(key))
 	}
 	e.Fingerprint = e.ID[:8]
 	ok := true
-	parts := splitValue(value)
 	e.Name = parts[0]
 	if e.Name == "" {
 		d.errorf(line, "key %s has no client name (want KEY=client name; attr=value ...)", e.Fingerprint)
 		ok = false
 	}
-	seen := map[string]bool{}
+	var seen []string // attribute names so far (lower case)
 	for _, p := range parts[1:] {
 		name, val, found := strings.Cut(p, "=")
 		name, val = strings.TrimSpace(name), strings.TrimSpace(val)
@@ -401,13 +417,13 @@ func (d *document) parseValue(line int, key, value string) *Entry {
 			ok = false
 			continue
 		}
-		lname := strings.ToLower(name)
-		if seen[lname] {
+		lname := knownAttr(name)
+		if slices.Contains(seen, lname) {
 			d.errorf(line, "attribute %q given twice", name)
 			ok = false
 			continue
 		}
-		seen[lname] = true
+		seen = append(seen, lname)
 		switch lname {
 		case attrRooms:
 			rooms, err := ParseRooms(val)
@@ -417,7 +433,7 @@ func (d *document) parseValue(line int, key, value string) *Entry {
 			}
 			e.Rooms = rooms
 		case attrExpires:
-			t, err := ParseExpires(val)
+			t, err := d.expires(val)
 			if err != nil {
 				d.errorf(line, "expires: %v", err)
 				ok = false
@@ -441,27 +457,54 @@ func (d *document) parseValue(line int, key, value string) *Entry {
 	return e
 }
 
-// check collects the entries and reports duplicates.
-func (d *document) check() {
-	byID := map[string]*Entry{}
-	byFold := map[string]*Entry{}
-	for i := range d.recs {
-		e := d.recs[i].entry
-		if e == nil {
-			continue
+// expires is ParseExpires with a memory of the last value: files often give
+// many keys the same expiry.
+func (d *document) expires(val string) (time.Time, error) {
+	if val == d.lastExpires && val != "" {
+		return d.lastExpiresAt, nil
+	}
+	t, err := ParseExpires(val)
+	if err == nil {
+		d.lastExpires, d.lastExpiresAt = val, t
+	}
+	return t, err
+}
+
+// knownAttr returns the canonical name of a known attribute, else name
+// in lower case.
+func knownAttr(name string) string {
+	for _, k := range [...]string{attrRooms, attrExpires, attrMax} {
+		if strings.EqualFold(name, k) {
+			return k
 		}
-		d.entries = append(d.entries, e)
-		if first, dup := byID[e.ID]; dup {
+	}
+	return strings.ToLower(name)
+}
+
+// check collects the entries, indexes them (the snapshot's maps) and
+// reports duplicates.
+func (d *document) check() {
+	d.entries = make([]*Entry, 0, len(d.recs))
+	for i := range d.recs {
+		if e := d.recs[i].entry; e != nil {
+			d.entries = append(d.entries, e)
+		}
+	}
+	d.snap = NewSnapshot(d.path, d.entries, time.Time{})
+	if len(d.snap.byID) == len(d.entries) && len(d.snap.byFold) == len(d.entries) {
+		return // no two entries share a key, even ignoring case
+	}
+	for _, e := range d.entries {
+		if first := d.snap.byID[e.ID]; first != e {
 			d.warnf(e.Line, "duplicate key %s (first on line %d, which wins; remove one)", e.Fingerprint, first.Line)
 			continue
 		}
-		byID[e.ID] = e
-		if e.foldID != "" {
-			if first, dup := byFold[e.foldID]; dup {
-				d.warnf(e.Line, "key %s differs from the key on line %d only in case; in the room-name form line %d wins", e.Fingerprint, first.Line, first.Line)
-				continue
-			}
-			byFold[e.foldID] = e
+		fold := e.foldID
+		if fold == "" {
+			fold = e.ID
+		}
+		if first := d.snap.byFold[fold]; first != e {
+			d.warnf(e.Line, "key %s differs from the key on line %d only in case; where keys match ignoring case (room-name form) line %d wins", e.Fingerprint, first.Line, first.Line)
 		}
 	}
 }
@@ -484,30 +527,53 @@ func Check(path string) (*CheckResult, error) {
 	return &CheckResult{Keys: len(d.entries), Errors: d.errs, Warnings: d.warns}, nil
 }
 
-func isHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return false
-		}
+// hexDigit marks the hex digits: 1 for 0-9a-f, 2 for A-F.
+var hexDigit = func() (t [256]uint8) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = 1
 	}
-	return true
+	for c := 'a'; c <= 'f'; c++ {
+		t[c] = 1
+	}
+	for c := 'A'; c <= 'F'; c++ {
+		t[c] = 2
+	}
+	return t
+}()
+
+func isHex(s string) bool {
+	ok, _ := hexCase(s)
+	return ok
+}
+
+// hexCase reports whether s is all hex digits, and whether any is upper case.
+func hexCase(s string) (ok, upper bool) {
+	var or uint8
+	for i := 0; i < len(s); i++ {
+		v := hexDigit[s[i]]
+		if v == 0 {
+			return false, false
+		}
+		or |= v
+	}
+	return true, or&2 != 0
 }
 
 // ParseRooms parses the rooms attribute: comma-separated glob patterns
 // (path.Match syntax, matched case-insensitively against the room's local
 // part). An empty list is an error: leave the attribute out to allow every room.
 func ParseRooms(s string) ([]string, error) {
-	var rooms []string
-	for _, p := range strings.Split(s, ",") {
-		p = strings.TrimSpace(p)
-		if p == "" {
+	rooms := make([]string, 0, strings.Count(s, ",")+1)
+	for rest, more := s, true; more; {
+		var p string
+		p, rest, more = strings.Cut(rest, ",")
+		if p = strings.TrimSpace(p); p == "" {
 			continue
 		}
-		if strings.ContainsAny(p, "; \t@") {
+		if strings.IndexFunc(p, func(r rune) bool { return r == ';' || r == ' ' || r == '\t' || r == '@' }) >= 0 {
 			return nil, fmt.Errorf("room pattern %q may not contain ';', '@' or blanks (use the room's name, e.g. team-*)", p)
 		}
-		if _, err := path.Match(p, ""); err != nil {
+		if _, err := path.Match(p, ""); strings.ContainsAny(p, `[\`) && err != nil {
 			return nil, fmt.Errorf("room pattern %q is not a valid glob (use * and ? and [a-z])", p)
 		}
 		rooms = append(rooms, p)

@@ -1,0 +1,213 @@
+package keys
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func benchKey(i int) string { return fmt.Sprintf("kf_bench%07d", i) }
+
+// benchFile is a key file of n hashed keys with attributes, as keyfocus
+// writes them; every tenth key is a plaintext seed key.
+func benchFile(n int) []byte {
+	var b bytes.Buffer
+	b.WriteString("# benchmark keys\n")
+	for i := range n {
+		if i%10 == 0 {
+			fmt.Fprintf(&b, "%s=Seed Client %d\n", benchKey(i), i)
+			continue
+		}
+		fmt.Fprintf(&b, "sha256:%s=Client %d; rooms=room-%d-*,board; expires=2030-01-01; max-participants=10\n", HashKey(benchKey(i)), i, i)
+	}
+	return b.Bytes()
+}
+
+var benchSnaps sync.Map // n -> *Snapshot, built once per run
+
+func benchSnapshot(b *testing.B, n int) *Snapshot {
+	if s, ok := benchSnaps.Load(n); ok {
+		return s.(*Snapshot)
+	}
+	d := parse("bench", benchFile(n))
+	if len(d.errs) > 0 || len(d.entries) != n {
+		b.Fatalf("bench file: %v, %d entries", d.errs, len(d.entries))
+	}
+	s := d.snapshot(time.Now())
+	benchSnaps.Store(n, s)
+	return s
+}
+
+// BenchmarkLookup is the focus's question for one conference request:
+// which entry is this key, and may it open this room now.
+func BenchmarkLookup(b *testing.B) {
+	for _, n := range []int{1_000, 100_000, 1_000_000} {
+		snap := benchSnapshot(b, n)
+		keys := make([]string, 1024)
+		for i := range keys {
+			keys[i] = benchKey((i * 7919) % n)
+		}
+		now := time.Now()
+		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				e := snap.Lookup(keys[i%len(keys)])
+				if e == nil || e.Expired(now) || !e.AllowsRoom("board") {
+					b.Fatal("lookup failed")
+				}
+				i++
+			}
+		})
+		b.Run(fmt.Sprintf("fold/keys=%d", n), func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				if snap.LookupFold(keys[i%len(keys)]) == nil {
+					b.Fatal("lookup failed")
+				}
+				i++
+			}
+		})
+		b.Run(fmt.Sprintf("miss/keys=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				if snap.Lookup("kf_not_a_key") != nil {
+					b.Fatal("found a key that is not there")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkLoad is a full load of a 100k-key file: read, parse, index.
+func BenchmarkLoad(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "keys.properties")
+	data := benchFile(100_000)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		s, err := OpenWith(path, Options{Logger: quietLogger()})
+		if err != nil || s.Snapshot().Len() != 100_000 {
+			b.Fatal(err)
+		}
+	}
+}
+
+// seedLookup is the seed's method: open and parse the whole key file on
+// every conference request, then look for the key.
+func seedLookup(path, key string) (*Entry, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	d := parse(path, data)
+	if err := d.err(); err != nil {
+		return nil, err
+	}
+	id := HashKey(key)
+	for _, e := range d.entries {
+		if e.ID == id {
+			return e, nil
+		}
+	}
+	return nil, nil
+}
+
+// BenchmarkSeedMethod compares, at 10k keys, the seed's per-request parse
+// of the whole file with a snapshot lookup, and reports the ratio.
+func BenchmarkSeedMethod(b *testing.B) {
+	const n = 10_000
+	path := filepath.Join(b.TempDir(), "keys.properties")
+	if err := os.WriteFile(path, benchFile(n), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	s, err := OpenWith(path, Options{Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	key := benchKey(n - 1) // the seed scans to the end for the last key
+	var seedNs float64
+	b.Run("seed", func(b *testing.B) {
+		for b.Loop() {
+			if e, err := seedLookup(path, key); e == nil || err != nil {
+				b.Fatal("seed lookup failed", err)
+			}
+		}
+		seedNs = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+	})
+	b.Run("snapshot", func(b *testing.B) {
+		for b.Loop() {
+			if s.Snapshot().Lookup(key) == nil {
+				b.Fatal("snapshot lookup failed")
+			}
+		}
+		snapNs := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+		if seedNs > 0 {
+			// How many times faster the snapshot answers than the seed.
+			b.ReportMetric(seedNs/snapNs, "x-vs-seed")
+		}
+	})
+}
+
+// BenchmarkLookupDuringReload looks keys up on all CPUs while another
+// goroutine keeps reloading a 100k-key file that changes every time: the
+// lookups never wait for a reload (compare with BenchmarkLookup/keys=100000).
+func BenchmarkLookupDuringReload(b *testing.B) {
+	const n = 100_000
+	path := filepath.Join(b.TempDir(), "keys.properties")
+	base := benchFile(n)
+	if err := os.WriteFile(path, base, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	s, err := OpenWith(path, Options{Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Two versions that differ in one extra key, so each reload is a real
+	// change (parse and swap) and never a mass revocation.
+	versions := [][]byte{append(bytes.Clone(base), "extra-a=Extra\n"...), append(bytes.Clone(base), "extra-b=Extra\n"...)}
+	ctx, cancel := context.WithCancel(context.Background())
+	var reloads atomic.Int64
+	done, started := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ctx.Err() == nil; i++ {
+			if i == 1 {
+				close(started)
+			}
+			if err := writeAtomic(path, versions[i%2]); err != nil {
+				panic(err)
+			}
+			if u := s.Reload(); u.Err != nil {
+				panic(u.Err)
+			}
+			reloads.Add(1)
+		}
+	}()
+	keys := make([]string, 1024)
+	for i := range keys {
+		keys[i] = benchKey((i * 7919) % n)
+	}
+	<-started // the reloads are under way
+	start := reloads.Load()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if s.Snapshot().Lookup(keys[i%len(keys)]) == nil {
+				panic("lookup failed during a reload")
+			}
+			i++
+		}
+	})
+	b.StopTimer()
+	cancel()
+	<-done
+	b.ReportMetric(float64(reloads.Load()-start), "reloads")
+}
