@@ -96,10 +96,10 @@ func (c *runCommand) console(ctx context.Context, log *slog.Logger, f *focus.Foc
 	if s, err := openConsoleStore(c.keysPath, log); err != nil {
 		log.Error("console: key file not available to the console", "err", err)
 	} else {
-		store = s
+		store = c.ops.auditedConsoleStore(s) // edits on record with the local user (--audit)
 	}
 	m := tui.New(tui.Options{
-		Source: f, Store: store, ReadOnly: c.readonly, Component: c.component,
+		Source: c.ops.auditedSource(f), Store: store, ReadOnly: c.readonly, Component: c.component,
 		Mode: tui.ModeRun, KeySeparator: c.roomKeySeparator, Logger: log,
 	})
 	if err := runProgram(ctx, m, c.env); err != nil {

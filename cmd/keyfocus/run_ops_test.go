@@ -1,0 +1,519 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/keyfocus/keyfocus/focus/audit"
+	"github.com/keyfocus/keyfocus/focus/prosody"
+	"github.com/keyfocus/keyfocus/focus/prosody/prosodytest"
+	"github.com/keyfocus/keyfocus/focus/simulate"
+	"github.com/keyfocus/keyfocus/keys"
+)
+
+// opsRun is a `keyfocus run --headless` with every operations piece on:
+// health and metrics, the audit log, the ssh console, and a real
+// NOTIFY_SOCKET datagram socket made by the test, as systemd makes one.
+type opsRun struct {
+	t          *testing.T
+	srv        *prosody.Server
+	dir        string
+	keysPath   string
+	secretFile string
+	auditPath  string
+	stderr     *syncBuffer
+	sig        chan<- os.Signal
+	done       chan error
+	stopped    bool
+	runErr     error
+	notes      chan string
+	httpURL    string
+	sshAddr    string
+	admin      gossh.Signer
+	viewer     gossh.Signer
+}
+
+func startOpsRun(t *testing.T) *opsRun {
+	t.Helper()
+	r := &opsRun{t: t, srv: prosodytest.Start(t), dir: t.TempDir(), stderr: &syncBuffer{}, done: make(chan error, 1), notes: make(chan string, 64)}
+	r.keysPath = filepath.Join(r.dir, "keys.properties")
+	if err := os.WriteFile(r.keysPath, []byte("# keys\nkf_opsopsopsops=Ops Ltd\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.secretFile = filepath.Join(r.dir, "secret")
+	if err := os.WriteFile(r.secretFile, []byte(r.srv.Secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.auditPath = filepath.Join(r.dir, "audit.jsonl")
+	r.admin, r.viewer = newSSHKey(t), newSSHKey(t)
+	authz := filepath.Join(r.dir, "ssh_authorized_keys")
+	viewers := filepath.Join(r.dir, "ssh_viewer_keys")
+	os.WriteFile(authz, gossh.MarshalAuthorizedKey(r.admin.PublicKey()), 0o600)
+	os.WriteFile(viewers, gossh.MarshalAuthorizedKey(r.viewer.PublicKey()), 0o600)
+
+	sock := filepath.Join(r.dir, "notify.sock")
+	nc, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := nc.Read(buf)
+			if err != nil {
+				close(r.notes)
+				return
+			}
+			r.notes <- string(buf[:n])
+		}
+	}()
+
+	vars := map[string]string{
+		"KEYFOCUS_XMPP_ADDR": r.srv.ComponentAddr, "KEYFOCUS_COMPONENT": r.srv.Component, "KEYFOCUS_MUC": r.srv.MUC,
+		"KEYFOCUS_KEYS": r.keysPath, "KEYFOCUS_SECRET_FILE": r.secretFile, "KEYFOCUS_HEADLESS": "1",
+		"KEYFOCUS_HTTP": "127.0.0.1:0", "KEYFOCUS_AUDIT": r.auditPath,
+		"KEYFOCUS_SSH_ADDR": "127.0.0.1:0", "KEYFOCUS_SSH_HOST_KEY": filepath.Join(r.dir, "ssh_host_key"),
+		"KEYFOCUS_SSH_AUTHORIZED_KEYS": authz, "KEYFOCUS_SSH_VIEWER_KEYS": viewers,
+		"NOTIFY_SOCKET": sock,
+	}
+	e := env{Stdin: strings.NewReader(""), Stdout: &bytes.Buffer{}, Stderr: r.stderr, Getenv: func(k string) string { return vars[k] }}
+	sigs := make(chan chan<- os.Signal, 1)
+	c := newRunCommand(e).(*runCommand)
+	c.signals = func(ch chan<- os.Signal) { sigs <- ch }
+	c.forceExit = func(int) { t.Error("forced exit") }
+	go func() { r.done <- c.Run(context.Background(), nil) }()
+	select {
+	case r.sig = <-sigs:
+	case err := <-r.done:
+		t.Fatalf("run ended at start: %v\n%s", err, r.stderr.String())
+	}
+	t.Cleanup(func() {
+		if err := r.stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	r.httpURL = "http://" + r.logField("health and metrics", "addr")
+	r.sshAddr = r.logField("ssh console", "addr")
+	return r
+}
+
+// stop sends SIGTERM (once) and waits for run to return its error.
+func (r *opsRun) stop() error {
+	if r.stopped {
+		return r.runErr
+	}
+	r.stopped = true
+	r.sig <- syscall.SIGTERM
+	select {
+	case r.runErr = <-r.done:
+	case <-time.After(30 * time.Second):
+		r.runErr = errors.New("run did not stop within 30s")
+	}
+	return r.runErr
+}
+
+func newSSHKey(t *testing.T) gossh.Signer {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := gossh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// logField waits for the JSON log line with msg and returns one of its fields.
+func (r *opsRun) logField(msg, field string) string {
+	r.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		sc := bufio.NewScanner(strings.NewReader(r.stderr.String()))
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == msg {
+				if v, ok := m[field].(string); ok {
+					return v
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("no log line %q with %s:\n%s", msg, field, r.stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitNote waits for a systemd notification with every one of the lines.
+func (r *opsRun) waitNote(lines ...string) string {
+	r.t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case n, ok := <-r.notes:
+			if !ok {
+				r.t.Fatal("notify socket closed")
+			}
+			have := strings.Split(n, "\n")
+			all := true
+			for _, l := range lines {
+				found := false
+				for _, h := range have {
+					found = found || h == l
+				}
+				all = all && found
+			}
+			if all {
+				return n
+			}
+		case <-timeout:
+			r.t.Fatalf("no notification with %q; log:\n%s", lines, r.stderr.String())
+		}
+	}
+}
+
+func (r *opsRun) get(path string) (int, string) {
+	r.t.Helper()
+	resp, err := http.Get(r.httpURL + path)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (r *opsRun) waitHTTP(path string, code int, has string) {
+	r.t.Helper()
+	deadline := time.Now().Add(40 * time.Second)
+	for {
+		got, body := r.get(path)
+		if got == code && strings.Contains(body, has) {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("%s = %d %q, want %d with %q", path, got, body, code, has)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (r *opsRun) metric(series string) float64 {
+	r.t.Helper()
+	_, body := r.get("/metrics")
+	for _, line := range strings.Split(body, "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			v, err := strconv.ParseFloat(strings.Fields(rest)[0], 64)
+			if err == nil {
+				return v
+			}
+		}
+	}
+	r.t.Fatalf("no series %s in /metrics", series)
+	return 0
+}
+
+func (r *opsRun) waitMetric(series string, want float64) {
+	r.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for r.metric(series) != want {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("%s = %v, want %v", series, r.metric(series), want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (r *opsRun) waitAudit(what string, cond func(audit.Record) bool) audit.Record {
+	r.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		recs, _ := audit.Tail(r.auditPath, 1000)
+		for _, rec := range recs {
+			if cond(rec) {
+				return rec
+			}
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("audit log never had %s: %+v", what, recs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (r *opsRun) request(key, room string) *simulate.Reply {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	p, err := simulate.Dial(ctx, simulate.Account{Addr: r.srv.C2SAddr, Domain: r.srv.Domain})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer p.Close()
+	rep, err := p.RequestConference(ctx, simulate.Request{Room: room + "@" + r.srv.MUC, Key: key, Focus: r.srv.Component})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return rep
+}
+
+// The daemon under systemd: READY=1 once connected with the keys loaded,
+// health and metrics from the running focus, the audit trail of requests
+// and key changes, SIGHUP with RELOADING=1/READY=1 and a new secret used at
+// the next reconnect, and STOPPING=1 on SIGTERM.
+func TestRunOperations(t *testing.T) {
+	r := startOpsRun(t)
+	r.waitNote("READY=1")
+	r.waitHTTP("/about/health", 200, "ok")
+	r.waitHTTP("/readyz", 200, "ok")
+	r.waitHTTP("/livez", 200, "ok")
+	if v := r.metric("keyfocus_component_connected"); v != 1 {
+		t.Fatalf("keyfocus_component_connected = %v", v)
+	}
+	if v := r.metric("keyfocus_store_keys"); v != 1 {
+		t.Fatalf("keyfocus_store_keys = %v", v)
+	}
+
+	if rep := r.request("kf_opsopsopsops", "standup"); !rep.Admitted() {
+		t.Fatalf("valid key refused: %+v", rep.Error)
+	}
+	if rep := r.request("kf_wrongwrongwrong", "standup"); rep.Admitted() {
+		t.Fatal("wrong key admitted")
+	}
+	r.waitMetric("keyfocus_admissions_total", 1)
+	r.waitMetric(`keyfocus_conference_requests_total{reason="unknown_key",result="refused"}`, 1)
+	if v := r.metric("keyfocus_conference_request_duration_seconds_count"); v != 1 {
+		t.Fatalf("latency histogram count = %v", v)
+	}
+	fp := keys.Fingerprint("kf_opsopsopsops")
+	r.waitAudit("the admission", func(a audit.Record) bool {
+		return a.Event == audit.Admitted && a.Fingerprint == fp && a.Client == "Ops Ltd"
+	})
+	r.waitAudit("the refusal", func(a audit.Record) bool { return a.Event == audit.Refused && a.Reason == "unknown_key" })
+
+	// A key added by hand: recorded as changed outside keyfocus, counted.
+	f, _ := os.OpenFile(r.keysPath, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("kf_handhandhandhand=Hand Made\n")
+	f.Close()
+	hand := keys.Fingerprint("kf_handhandhandhand")
+	r.waitAudit("the hand edit", func(a audit.Record) bool {
+		return a.Event == audit.KeyAdded && a.Fingerprint == hand && a.Actor == audit.Outside
+	})
+	r.waitMetric(`keyfocus_key_changes_total{change="added"}`, 1)
+
+	// SIGHUP with a new secret: reload is announced, and once Prosody comes
+	// back with the new secret the focus connects with it.
+	newSecret := "rotated-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if err := os.WriteFile(r.secretFile, []byte(newSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.sig <- syscall.SIGHUP
+	r.waitNote("RELOADING=1")
+	r.waitNote("READY=1")
+	c2sPort, compPort := port(t, r.srv.C2SAddr), port(t, r.srv.ComponentAddr)
+	r.srv.Stop()
+	r.waitHTTP("/about/health", 503, "not connected to Prosody")
+	r.waitHTTP("/readyz", 503, "not connected")
+	srv2, err := prosody.Start(context.Background(), prosody.Options{
+		Dir: t.TempDir(), C2SPort: c2sPort, ComponentPort: compPort, Secret: newSecret,
+		Domain: r.srv.Domain, Component: r.srv.Component, MUC: r.srv.MUC,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv2.Stop()
+	r.waitHTTP("/about/health", 200, "ok")
+	r.waitMetric("keyfocus_component_reconnects_total", 1)
+
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	r.waitNote("STOPPING=1")
+	data, _ := os.ReadFile(r.auditPath)
+	logs := r.stderr.String()
+	for _, secret := range []string{"kf_opsopsopsops", "kf_wrongwrongwrong", "kf_handhandhandhand", newSecret, r.srv.Secret} {
+		if strings.Contains(string(data), secret) || strings.Contains(logs, secret) {
+			t.Fatalf("%q reached the audit log or the logs", secret)
+		}
+	}
+	if fi, err := os.Stat(r.auditPath); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("audit log mode: %v %v", fi.Mode(), err)
+	}
+}
+
+func port(t *testing.T, addr string) int {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// sshScreen is an interactive ssh session on the console.
+type sshScreen struct {
+	t   *testing.T
+	c   *gossh.Client
+	s   *gossh.Session
+	in  io.Writer
+	mu  sync.Mutex
+	out bytes.Buffer
+}
+
+func (r *opsRun) ssh(signer gossh.Signer) (*sshScreen, error) {
+	c, err := gossh.Dial("tcp", r.sshAddr, &gossh.ClientConfig{
+		User: "operator", Auth: []gossh.AuthMethod{gossh.PublicKeys(signer)},
+		HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s, err := c.NewSession()
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	sc := &sshScreen{t: r.t, c: c, s: s}
+	s.RequestPty("xterm-256color", 30, 100, gossh.TerminalModes{})
+	in, _ := s.StdinPipe()
+	sc.in = in
+	out, _ := s.StdoutPipe()
+	if err := s.Shell(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	go func() {
+		buf := make([]byte, 8192)
+		for {
+			n, err := out.Read(buf)
+			chunk := string(buf[:n])
+			sc.mu.Lock()
+			sc.out.Write(buf[:n])
+			sc.mu.Unlock()
+			// Answer what a terminal answers (background colour, DA1).
+			if strings.Contains(chunk, "\x1b]11;?\a") {
+				in.Write([]byte("\x1b]11;rgb:0000/0000/0000\a"))
+			}
+			if strings.Contains(chunk, "\x1b[c") {
+				in.Write([]byte("\x1b[?62;22c"))
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return sc, nil
+}
+
+func (sc *sshScreen) waitFor(text string) {
+	sc.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		sc.mu.Lock()
+		got := sc.out.String()
+		sc.mu.Unlock()
+		if strings.Contains(got, text) {
+			return
+		}
+		if time.Now().After(deadline) {
+			sc.t.Fatalf("ssh console never showed %q; screen bytes:\n%q", text, got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (sc *sshScreen) send(keys ...string) {
+	for _, k := range keys {
+		sc.in.Write([]byte(k))
+	}
+}
+
+// The ssh console on the running focus: an authorized key sees the console
+// and its key edit is on record with its ssh fingerprint (and only once); a
+// viewer key gets the read-only console and cannot edit; an unknown key is
+// refused. Session start and end are audited.
+func TestRunSSHConsole(t *testing.T) {
+	r := startOpsRun(t)
+	r.waitNote("READY=1")
+
+	if _, err := r.ssh(newSSHKey(t)); err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
+		t.Fatalf("unknown key: err = %v", err)
+	}
+
+	adminFP := gossh.FingerprintSHA256(r.admin.PublicKey())
+	sc, err := r.ssh(r.admin)
+	if err != nil {
+		t.Fatalf("authorized key refused: %v", err)
+	}
+	sc.waitFor(r.srv.Component)
+	sc.send("3")
+	sc.waitFor("Ops Ltd")
+	sc.send("a")
+	sc.waitFor("Client name")
+	sc.send("Ssh Made", "\x13") // ctrl+s saves
+	rec := r.waitAudit("the ssh key edit", func(a audit.Record) bool { return a.Event == audit.KeyAdded && a.Client == "Ssh Made" })
+	if rec.Actor != "ssh:"+adminFP || rec.Via != audit.ViaSSH {
+		t.Fatalf("ssh key edit recorded as %+v", rec)
+	}
+	r.waitMetric(`keyfocus_key_changes_total{change="added"}`, 1) // the focus saw it
+	sc.c.Close()
+	r.waitAudit("the admin session's end", func(a audit.Record) bool { return a.Event == audit.SSHSessionEnd && a.Fingerprint == adminFP })
+
+	viewerFP := gossh.FingerprintSHA256(r.viewer.PublicKey())
+	vc, err := r.ssh(r.viewer)
+	if err != nil {
+		t.Fatalf("viewer key refused: %v", err)
+	}
+	defer vc.c.Close()
+	vc.waitFor("READ-ONLY")
+	vc.send("3")
+	vc.waitFor("Ssh Made")
+	vc.send("a")
+	vc.waitFor("read-only console")
+	start := r.waitAudit("the viewer session's start", func(a audit.Record) bool { return a.Event == audit.SSHSessionStart && a.Fingerprint == viewerFP })
+	if start.Action != "read-only" {
+		t.Fatalf("viewer session recorded as %+v", start)
+	}
+
+	// Stop: the auditor settles what it holds. Every key change is then on
+	// record exactly once.
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	recs, _ := audit.Tail(r.auditPath, 1000)
+	n := 0
+	for _, a := range recs {
+		if a.Event == audit.KeyAdded && a.Client == "Ssh Made" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("ssh key edit recorded %d times: %+v", n, recs)
+	}
+	data, _ := os.ReadFile(r.keysPath)
+	if strings.Count(string(data), "Ssh Made") != 1 {
+		t.Fatalf("key file after the viewer: %s", data)
+	}
+}
