@@ -202,10 +202,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		if err == nil {
 			return s, nil
 		}
-		var pe *portError
-		fixed := opts.C2SPort != 0 && opts.ComponentPort != 0 && opts.HTTPPort >= 0
-		if errors.As(err, &pe) && !fixed && i < attempts {
-			s.log.Warn("prosody port taken, retrying with other ports", "port", pe.port)
+		// Retry only when the port that was taken is one we picked.
+		fp := failedPort(err)
+		picked := (opts.C2SPort == 0 && fp == c.C2SPort) || (opts.ComponentPort == 0 && fp == c.ComponentPort) ||
+			(opts.HTTPPort == -1 && fp == c.HTTPPort)
+		if picked && i < attempts {
+			s.log.Warn("prosody port taken, retrying with other ports", "port", fp)
 			continue
 		}
 		s.cleanupDir()
@@ -242,6 +244,15 @@ func pickPorts(host string, c2s, comp, http *int) error {
 		*p = l.Addr().(*net.TCPAddr).Port
 	}
 	return nil
+}
+
+// failedPort is the port Prosody could not listen on, or -2.
+func failedPort(err error) int {
+	var pe *portError
+	if errors.As(err, &pe) {
+		return pe.port
+	}
+	return -2
 }
 
 type portError struct {
