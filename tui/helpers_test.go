@@ -166,7 +166,9 @@ func newFixture(t *testing.T, opts Options) *fixture {
 	if opts.Store == nil {
 		opts.Store = store
 	}
-	opts.Renderer = asciiRenderer()
+	if opts.Renderer == nil {
+		opts.Renderer = asciiRenderer()
+	}
 	opts.Now = func() time.Time { return t0 }
 	opts.Location = time.UTC
 	if opts.Copy == nil {

@@ -378,12 +378,11 @@ func (v *roomsView) View() string {
 	if v.desc {
 		sortHint += ", reversed"
 	}
-	titleLine := fit(title, max(v.width-len(sortHint)-1, 0), false) + " " + sortHint
+	titleStyle := st.Label
 	if v.inMember {
-		titleLine = st.Title.Render(fit(title, max(v.width-len(sortHint)-1, 0), false)) + " " + st.Dim.Render(sortHint)
-	} else {
-		titleLine = st.Label.Render(fit(title, max(v.width-len(sortHint)-1, 0), false)) + " " + st.Dim.Render(sortHint)
+		titleStyle = st.Title
 	}
+	titleLine := titleStyle.Render(fit(title, max(v.width-len(sortHint)-1, 0), false)) + " " + st.Dim.Render(sortHint)
 	bottom := v.members.View(st, func(row, col int) string {
 		m := &ms[row]
 		switch col {

@@ -2,15 +2,19 @@ package tui
 
 import (
 	"errors"
+	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
 	"github.com/keyfocus/keyfocus/focus"
 	"github.com/keyfocus/keyfocus/keys"
+	"github.com/muesli/termenv"
 )
 
 func TestUpdateKeys(t *testing.T) {
@@ -396,4 +400,50 @@ func TestStoreReloadFollowsFocus(t *testing.T) {
 	}
 	_ = time.Second
 	_ = tea.Quit
+}
+
+// NO_COLOR turns every colour off; the console still marks the selection
+// and errors in text.
+func TestNoColor(t *testing.T) {
+	for _, noColor := range []bool{false, true} {
+		t.Run("NO_COLOR="+strconv.FormatBool(noColor), func(t *testing.T) {
+			t.Setenv("TERM", "xterm-256color")
+			t.Setenv("NO_COLOR", "")
+			if noColor {
+				t.Setenv("NO_COLOR", "1")
+			}
+			r := lipgloss.NewRenderer(io.Discard, termenv.WithTTY(true))
+			f := newFixture(t, Options{Renderer: r})
+			f.startSync(t, 80, 24)
+			v := f.m.View()
+			colored := strings.Contains(v, "\x1b[38;") || strings.Contains(v, "\x1b[3")
+			if colored == noColor {
+				t.Errorf("colour codes present = %v with NO_COLOR=%v:\n%q", colored, noColor, v)
+			}
+			if !strings.Contains(v, "> acme-weekly") {
+				t.Errorf("the selection has no text marker:\n%s", v)
+			}
+		})
+	}
+}
+
+// The console lays out correctly after resizes, down to 80x24 and below.
+func TestResize(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.startSync(t, 120, 40)
+	for _, size := range [][2]int{{80, 24}, {200, 60}, {60, 15}, {80, 24}} {
+		f.m.Update(tea.WindowSizeMsg{Width: size[0], Height: size[1]})
+		for _, tab := range []string{"1", "2", "3"} {
+			f.press(t, tab)
+			lines := strings.Split(f.m.View(), "\n")
+			if len(lines) != size[1] {
+				t.Errorf("%dx%d view %s: %d lines", size[0], size[1], tab, len(lines))
+			}
+			for i, l := range lines {
+				if w := lipgloss.Width(l); w > size[0] {
+					t.Errorf("%dx%d view %s line %d is %d wide: %q", size[0], size[1], tab, i, w, l)
+				}
+			}
+		}
+	}
 }
