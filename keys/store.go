@@ -121,6 +121,7 @@ func OpenWith(path string, opt Options) (*Store, error) {
 		return nil, err
 	}
 	s.logWarnings(d)
+	s.warnReadable(d)
 	s.seen = stateOf(data, missing)
 	s.snap.Store(d.snapshot(opt.Now()))
 	return s, nil
@@ -143,6 +144,23 @@ func (s *Store) read() (data []byte, missing bool, err error) {
 		return nil, false, fmt.Errorf("read key file: %w", err)
 	}
 	return data, false, nil
+}
+
+// warnReadable warns when plaintext keys sit in a file others may read.
+func (s *Store) warnReadable(d *document) {
+	fi, err := os.Stat(s.path)
+	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		return
+	}
+	plain := 0
+	for _, e := range d.entries {
+		if !e.Hashed {
+			plain++
+		}
+	}
+	if plain > 0 {
+		s.log.Warn(fmt.Sprintf("%s holds %d plaintext key(s) and is readable by others (mode %v): run chmod 600 %s, or replace them with hashed keys", s.path, plain, fi.Mode().Perm(), s.path))
+	}
 }
 
 func (s *Store) logWarnings(d *document) {

@@ -281,3 +281,41 @@ func mustExpires(t *testing.T, s string) time.Time {
 	}
 	return e
 }
+
+func TestRevokeKeepsByteOrderMark(t *testing.T) {
+	s := openTest(t, "\uFEFFfirst=First\nsecond=Second\n")
+	if _, err := s.Revoke(HashKey("first")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, s.Path()); got != "\uFEFFsecond=Second\n" {
+		t.Fatalf("got %q, want the byte order mark kept", got)
+	}
+}
+
+func TestReadableWarning(t *testing.T) {
+	tests := []struct {
+		content string
+		mode    os.FileMode
+		warn    bool
+	}{
+		{"plain=Plain\n", 0o644, true},
+		{"plain=Plain\n", 0o600, false},
+		{"sha256:" + HashKey("k") + "=Hashed\n", 0o644, false},
+	}
+	for _, tt := range tests {
+		path := filepath.Join(t.TempDir(), "keys.properties")
+		if err := os.WriteFile(path, []byte(tt.content), tt.mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, tt.mode); err != nil { // past the umask
+			t.Fatal(err)
+		}
+		var logs strings.Builder
+		if _, err := OpenWith(path, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(logs.String(), "chmod 600"); got != tt.warn {
+			t.Errorf("%q mode %v: warned %v, want %v (%s)", tt.content, tt.mode, got, tt.warn, logs.String())
+		}
+	}
+}
