@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -50,10 +51,26 @@ func (s *Store) watch(ctx context.Context, ch chan<- Update) {
 	}
 	dir, base := filepath.Split(s.path)
 	dir = filepath.Clean(dir)
+	// A key file that is a symlink (a config-management or Kubernetes
+	// volume: keys.properties -> ..data/keys.properties, ..data swapped
+	// atomically) changes without an event for its own name: then every
+	// event in its folder and in its target's folder counts. Reads are
+	// cheap and a reload with the same content sends nothing.
+	dirs := []string{dir}
+	linked := false
+	if fi, err := os.Lstat(s.path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		linked = true
+		if target, err := filepath.EvalSymlinks(s.path); err == nil && filepath.Dir(target) != dir {
+			dirs = append(dirs, filepath.Dir(target))
+		}
+	}
 	w, err := fsnotify.NewWatcher()
 	if err == nil {
-		if err = w.Add(dir); err != nil {
-			w.Close()
+		for _, d := range dirs {
+			if err = w.Add(d); err != nil {
+				w.Close()
+				break
+			}
 		}
 	}
 	if err != nil {
@@ -91,7 +108,7 @@ func (s *Store) watch(ctx context.Context, ch chan<- Update) {
 				s.poll(ctx, send)
 				return
 			}
-			if filepath.Base(ev.Name) != base {
+			if !linked && filepath.Base(ev.Name) != base {
 				continue // another file in the folder
 			}
 			timer.Reset(s.opt.Debounce)

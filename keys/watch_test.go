@@ -409,3 +409,58 @@ func TestWatchEndsWithContext(t *testing.T) {
 		}
 	}
 }
+
+func TestWatchSymlink(t *testing.T) {
+	// Kubernetes-style: keys.properties -> ..data/keys.properties, and
+	// ..data -> a versioned folder that is swapped by a rename.
+	dir := t.TempDir()
+	v1, v2 := filepath.Join(dir, "..v1"), filepath.Join(dir, "..v2")
+	for _, v := range []string{v1, v2} {
+		if err := os.Mkdir(v, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, filepath.Join(v1, "keys.properties"), keysFile(2))
+	writeFile(t, filepath.Join(v2, "keys.properties"), keysFile(2, "v2=Version 2"))
+	if err := os.Symlink("..v1", filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "keys.properties")
+	if err := os.Symlink(filepath.Join("..data", "keys.properties"), path); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenWith(path, Options{Logger: quietLogger(), Debounce: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := &watched{Store: s, ch: s.Watch(ctx)}
+
+	// An edit of the target file.
+	writeFile(t, filepath.Join(v1, "keys.properties"), keysFile(3))
+	if u := w.next(t); u.Err != nil || u.Snapshot.Len() != 3 {
+		t.Fatalf("update %+v, want the edited target", u)
+	}
+	// The folder swap.
+	tmp := filepath.Join(dir, "..data_tmp")
+	if err := os.Symlink("..v2", tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if u := w.next(t); u.Err != nil || u.Snapshot.Lookup("v2") == nil {
+		t.Fatalf("update %+v, want the swapped-in version", u)
+	}
+	// Edits through the store write the target and keep the link.
+	if _, _, err := s.Add(Spec{Name: "Added"}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(path); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the symlink was replaced by the save: %v %v", fi, err)
+	}
+	if !strings.Contains(readFile(t, filepath.Join(v2, "keys.properties")), "=Added") {
+		t.Fatal("the save did not reach the link's target")
+	}
+}
