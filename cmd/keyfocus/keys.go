@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/keyfocus/keyfocus/focus/audit"
 	"github.com/keyfocus/keyfocus/keys"
 )
 
@@ -22,6 +23,7 @@ type keysCommand struct {
 	env      env
 	keysPath string
 	now      func() time.Time
+	audit    string // audit log the edits are recorded in (keys_audit.go)
 }
 
 func newKeysCommand(e env) command { return &keysCommand{env: e, now: time.Now} }
@@ -49,6 +51,8 @@ Room patterns are globs on the room's name: team-*, board, [ab]-standup.
 
 Flags:
   --keys FILE   the key file (env KEYFOCUS_KEYS, default ./keys.properties)
+  --audit FILE  record add/revoke/edit with your user name in the audit log of
+                the running keyfocus (env KEYFOCUS_AUDIT)
 
 Exit codes:
   0  success (check: no errors; warnings allowed)
@@ -70,6 +74,7 @@ func (c *keysCommand) flagSet(synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet("keyfocus keys "+name, flag.ContinueOnError)
 	fs.SetOutput(c.env.Stderr)
 	fs.StringVar(&c.keysPath, "keys", c.keysPath, "the key file (env KEYFOCUS_KEYS)")
+	c.auditFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(c.env.Stderr, "Usage: keyfocus keys %s\n\nFlags:\n", synopsis)
 		fs.PrintDefaults()
@@ -103,6 +108,7 @@ func (c *keysCommand) Run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("keyfocus keys", flag.ContinueOnError)
 	fs.SetOutput(c.env.Stderr)
 	fs.StringVar(&c.keysPath, "keys", c.keysPath, "the key file (env KEYFOCUS_KEYS)")
+	c.auditFlag(fs)
 	fs.Usage = func() { fmt.Fprint(c.env.Stderr, keysUsage) }
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -379,6 +385,7 @@ func (c *keysCommand) add(args []string) error {
 		return err
 	}
 	fmt.Fprintln(c.env.Stdout, a.key)
+	c.record(audit.KeyAdded, a.e)
 	fmt.Fprintf(c.env.Stderr, "Added a key for %q to %s (line %d, fingerprint %s), stored hashed.\n", a.e.Name, s.Path(), a.e.Line, a.e.Fingerprint)
 	fmt.Fprintln(c.env.Stderr, "This is the only time the key is shown: hand it over now. Lost keys cannot be recovered, only replaced.")
 	if a.e.Expired(c.now()) {
@@ -408,6 +415,7 @@ func (c *keysCommand) revoke(args []string) error {
 	if err != nil {
 		return err
 	}
+	c.record(audit.KeyRevoked, gone)
 	fmt.Fprintf(c.env.Stderr, "Revoked key %s (%q, line %d) from %s. A running keyfocus applies it at once.\n", gone.Fingerprint, gone.Name, gone.Line, s.Path())
 	return nil
 }
@@ -447,11 +455,12 @@ func (c *keysCommand) edit(args []string) error {
 	if err := f.apply(fs, &sp); err != nil {
 		return err
 	}
-	id := e.ID
+	id, old := e.ID, e
 	e, err = retry(s, func() (*keys.Entry, error) { return s.Edit(id, sp) })
 	if err != nil {
 		return err
 	}
+	c.record(audit.KeyEdited, e, audit.EntryChanges(old, e)...)
 	fmt.Fprintf(c.env.Stderr, "Changed key %s (%q, line %d) in %s.\n", e.Fingerprint, e.Name, e.Line, s.Path())
 	return nil
 }

@@ -517,3 +517,82 @@ func TestRunSSHConsole(t *testing.T) {
 		t.Fatalf("key file after the viewer: %s", data)
 	}
 }
+
+// `keyfocus keys` with --audit beside a running focus: each change is on
+// record once, with the local user; a revocation removes the member who
+// came in with the key, on record and in the metrics.
+func TestKeysCLIAuditedWhileFocusRuns(t *testing.T) {
+	r := startOpsRun(t)
+	r.waitNote("READY=1")
+	keysCLI := func(args ...string) (string, string) {
+		t.Helper()
+		var out, errb bytes.Buffer
+		e := env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Getenv: func(k string) string {
+			return map[string]string{"KEYFOCUS_KEYS": r.keysPath, "KEYFOCUS_AUDIT": r.auditPath}[k]
+		}}
+		if code := Main(context.Background(), append([]string{"keys"}, args...), e); code != 0 {
+			t.Fatalf("keys %v: exit %d\n%s", args, code, errb.String())
+		}
+		return out.String(), errb.String()
+	}
+	out, _ := keysCLI("add", "--name", "Cli Co")
+	key := strings.TrimSpace(out)
+	fp := keys.Fingerprint(key)
+	r.waitMetric(`keyfocus_key_changes_total{change="added"}`, 1)
+	keysCLI("edit", "Cli Co", "--max-participants", "3")
+	r.waitMetric(`keyfocus_key_changes_total{change="edited"}`, 1)
+
+	// Someone joins with the key, then the key is revoked.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	p, err := simulate.Dial(ctx, simulate.Account{Addr: r.srv.C2SAddr, Domain: r.srv.Domain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	room := "cli-room@" + r.srv.MUC
+	rep, err := p.RequestConference(ctx, simulate.Request{Room: room, Key: key, Focus: r.srv.Component})
+	if err != nil || !rep.Admitted() {
+		t.Fatalf("not admitted: %v %+v", err, rep)
+	}
+	if _, err := p.Join(ctx, room, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	r.waitMetric("keyfocus_members", 1)
+	r.waitMetric("keyfocus_rooms", 1)
+	keysCLI("revoke", fp)
+	r.waitAudit("the member removed by the revocation", func(a audit.Record) bool {
+		return a.Event == audit.MemberRemoved && a.Actor == "revocation" && a.Fingerprint == fp && a.Nick == "carol"
+	})
+	r.waitMetric(`keyfocus_members_removed_total{actor="revocation"}`, 1)
+	r.waitMetric(`keyfocus_key_changes_total{change="revoked"}`, 1)
+	r.waitMetric("keyfocus_members", 0)
+
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	recs, _ := audit.Tail(r.auditPath, 1000)
+	want := audit.LocalActor()
+	for _, kind := range []string{audit.KeyAdded, audit.KeyEdited, audit.KeyRevoked} {
+		n := 0
+		for _, a := range recs {
+			if a.Event != kind || a.Fingerprint != fp {
+				continue
+			}
+			n++
+			if a.Actor != want || a.Via != audit.ViaCLI || a.Client != "Cli Co" {
+				t.Errorf("%s recorded as %+v", kind, a)
+			}
+			if kind == audit.KeyEdited && strings.Join(a.Changed, ",") != "max-participants" {
+				t.Errorf("edit changed = %v", a.Changed)
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s recorded %d times, want once: %+v", kind, n, recs)
+		}
+	}
+	data, _ := os.ReadFile(r.auditPath)
+	if strings.Contains(string(data), key) {
+		t.Fatal("the key reached the audit log")
+	}
+}

@@ -200,7 +200,13 @@ func (a *Auditor) Run(ctx context.Context, src focus.Source) error {
 					Reason: r.Reason, Code: r.Code, Fingerprint: r.Fingerprint,
 				})
 			}
-		case focus.EvMemberRemoved:
+		case focus.EvMemberRemoved, focus.EvMemberLeft:
+			// A room ended by a revocation, an expiry or an operator lets
+			// its members go with member_left events that carry the Actor:
+			// those are removals too. Plain leaves are not audited.
+			if ev.Kind == focus.EvMemberLeft && !removalActor(ev.Actor) {
+				break
+			}
 			r := Record{Time: ev.Time.UTC(), Event: MemberRemoved, Room: ev.Room, Reason: ev.Reason, Actor: ev.Actor}
 			if m := ev.Member; m != nil {
 				r.Nick, r.Requester, r.Fingerprint, r.Client = m.Nick, m.JID, m.Fingerprint, m.Client
@@ -252,6 +258,14 @@ func (a *Auditor) Run(ctx context.Context, src focus.Source) error {
 			write()
 		}
 	}
+}
+
+func removalActor(a string) bool {
+	switch a {
+	case "revocation", "expiry", "operator":
+		return true
+	}
+	return false
 }
 
 // OperatorSource wraps a focus.Source so that each operator action made

@@ -138,12 +138,16 @@ func TestAuditorRecordsFocusEvents(t *testing.T) {
 	h.src.bus.Publish(focus.Event{Kind: focus.EvRefused, Rejection: &focus.Rejection{Requester: "x@meet.example/r", Room: "standup@conference.meet.example", Reason: focus.ReasonUnknownKey, Code: 403, Fingerprint: "99999999"}})
 	h.src.bus.Publish(focus.Event{Kind: focus.EvMemberJoined, Room: "standup@conference.meet.example", Member: m})
 	h.src.bus.Publish(focus.Event{Kind: focus.EvMemberRemoved, Room: "standup@conference.meet.example", Member: m, Reason: "key revoked", Actor: "revocation"})
+	h.src.bus.Publish(focus.Event{Kind: focus.EvMemberLeft, Room: "standup@conference.meet.example", Member: m, Reason: "left"})
+	carol := &focus.Member{Nick: "carol", JID: "carol@meet.example/c", Fingerprint: "0123abcd", Client: "Acme"}
+	h.src.bus.Publish(focus.Event{Kind: focus.EvMemberLeft, Room: "standup@conference.meet.example", Member: carol, Reason: "removed", Actor: "revocation"})
 	h.src.bus.Publish(focus.Event{Kind: focus.EvRoomEnded, Room: "standup@conference.meet.example", Reason: "ended by operator", Actor: "operator"})
 	recs := h.waitFor("room_ended", hasEvent(RoomEnded))
 	want := []Record{
 		{Event: Admitted, Requester: "guest@meet.example/r1", Room: "standup@conference.meet.example", Fingerprint: "0123abcd", Client: "Acme", LatencyMS: 7},
 		{Event: Refused, Requester: "x@meet.example/r", Room: "standup@conference.meet.example", Reason: focus.ReasonUnknownKey, Code: 403, Fingerprint: "99999999"},
 		{Event: MemberRemoved, Room: "standup@conference.meet.example", Nick: "n1", Requester: "guest@meet.example/r1", Fingerprint: "0123abcd", Client: "Acme", Reason: "key revoked", Actor: "revocation"},
+		{Event: MemberRemoved, Room: "standup@conference.meet.example", Nick: "carol", Requester: "carol@meet.example/c", Fingerprint: "0123abcd", Client: "Acme", Reason: "removed", Actor: "revocation"},
 		{Event: RoomEnded, Room: "standup@conference.meet.example", Reason: "ended by operator", Actor: "operator"},
 	}
 	if len(recs) != len(want) {

@@ -245,6 +245,11 @@ func (t *Tracker) apply(ev focus.Event) {
 			t.m.removed.WithLabelValues(boundedActor(ev.Actor)).Inc()
 		} else {
 			t.m.left.WithLabelValues(boundedLeft(ev.Reason)).Inc()
+			// Members of a room ended by a revocation, an expiry or an
+			// operator leave with the cause as Actor: removals too.
+			if a := boundedActor(ev.Actor); a != "other" {
+				t.m.removed.WithLabelValues(a).Inc()
+			}
 		}
 		if ev.Member == nil {
 			break

@@ -223,6 +223,8 @@ func TestMetricsFromEvents(t *testing.T) {
 		{Kind: focus.EvMemberRemoved, Room: room, Member: bob, Reason: "key revoked", Actor: "revocation"},
 		{Kind: focus.EvMemberLeft, Room: room, Member: bob, Reason: "removed"},
 		{Kind: focus.EvMemberLeft, Room: "old@conference.meet.example", Member: &focus.Member{Nick: "a"}, Reason: "lost"},
+		// The room ends by an operator: its last member leaves with the cause.
+		{Kind: focus.EvMemberLeft, Room: "old@conference.meet.example", Member: &focus.Member{Nick: "b"}, Reason: "removed", Actor: "operator"},
 		{Kind: focus.EvRoomEnded, Room: "old@conference.meet.example", Reason: "ended by operator", Actor: "operator"},
 	}
 	for _, ev := range events {
@@ -239,7 +241,8 @@ func TestMetricsFromEvents(t *testing.T) {
 		`keyfocus_conference_requests_total{reason="other",result="refused"}`:       1,
 		`keyfocus_conference_requests_total{reason="no_key",result="refused"}`:      0,
 		`keyfocus_members_joined_total`:                                             2,
-		`keyfocus_members_left_total{reason="removed"}`:                             1,
+		`keyfocus_members_left_total{reason="removed"}`:                             2,
+		`keyfocus_members_removed_total{actor="operator"}`:                          1,
 		`keyfocus_members_left_total{reason="lost"}`:                                1,
 		`keyfocus_members_removed_total{actor="revocation"}`:                        1,
 		`keyfocus_conference_request_duration_seconds_count`:                        2,
