@@ -3,7 +3,8 @@
 // the three forms of PROTOCOL.md §2), the MUC join, disco#info to the focus,
 // occupants tracked from presence, removal noticed (307 kick with reason, 321
 // affiliation change, room destroyed), leave. Tests of the focus use the
-// Participant API; `keyfocus simulate` and the benchmarks use the load Runner.
+// Participant API; `keyfocus simulate`, the demo and the soak test use the
+// load run (Run).
 package simulate
 
 import (
