@@ -297,7 +297,8 @@ func (d *document) parseEntry(rec *record, logical []byte, segs []segment) {
 	}
 	key, err := unescape(logical[:keyLen])
 	if err != nil {
-		d.errorf(rec.line, "key: %v", err)
+		// Never quote the key: error messages end up in logs.
+		d.errorf(rec.line, `the key has a malformed \uXXXX escape (\u needs 4 hex digits; write a backslash as \\)`)
 		return
 	}
 	value, err := unescape(logical[valueStart:])

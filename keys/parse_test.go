@@ -65,6 +65,7 @@ func TestParse(t *testing.T) {
 		{name: "no name", in: "k=\n", errs: []string{"1: key", "has no client name"}},
 		{name: "only key", in: "# x\nk\n", errs: []string{"2: key"}},
 		{name: "bad hash", in: "sha256:abc=A\n", errs: []string{"1: sha256: must be followed by the 64 hex digits"}},
+		{name: "bad escape in key", in: "my\\u12zzsecret=A\n", errs: []string{"1: the key has a malformed"}},
 		{name: "bad unicode escape", in: "k=\\u12x4\n", errs: []string{`1: value: malformed \uXXXX escape`}},
 		{name: "short unicode escape", in: "k=\\u12", errs: []string{`1: value: malformed \uXXXX`}},
 		{name: "bad expiry", in: "a=A\nk=B; expires=soon\n", errs: []string{`2: expires: "soon" is neither a date`}},
@@ -84,6 +85,9 @@ func TestParse(t *testing.T) {
 				errs = append(errs, e.Error())
 			}
 			matchAll(t, "error", errs, tt.errs)
+			if strings.Contains(strings.Join(errs, " "), "secret") {
+				t.Errorf("an error quotes the key: %q", errs)
+			}
 			matchAll(t, "warning", d.warnings, tt.warnings)
 			if len(tt.errs) > 0 {
 				return
