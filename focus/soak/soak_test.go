@@ -524,11 +524,15 @@ func TestSoak(t *testing.T) {
 		t.Logf("%6.1fs  %s", time.Since(begin).Seconds(), what)
 		do()
 	}
+	// The promise runs from the moment the key file holds the change: when
+	// the store's atomic save (temp file, fsync, rename, fsync of the folder)
+	// has returned. The fsyncs alone can take hundreds of milliseconds on a
+	// busy disk, before anyone could see the change.
 	revoke := func(c *cohort, how string) {
-		e.model.invalidate(c, time.Now(), "revoked ("+how+")")
 		if err := e.edit("revoke", func() error { _, err := e.ops.Revoke(c.id); return err }); err != nil {
 			t.Errorf("revoke cohort %d: %v", c.idx, err)
 		}
+		e.model.invalidate(c, time.Now(), "revoked ("+how+")")
 	}
 	var late *cohort
 	step(0.08, "revoke cohort 0 (keys revoke)", func() { revoke(initial[0], "keys revoke") })
@@ -538,7 +542,6 @@ func TestSoak(t *testing.T) {
 	})
 	step(0.20, "edit cohort 1's rooms so its rooms are no longer allowed", func() {
 		c := initial[1]
-		e.model.invalidate(c, time.Now(), "rooms edited")
 		err := e.edit("edit", func() error {
 			_, err := e.ops.Edit(c.id, keys.Spec{Name: "Cohort 1", Rooms: []string{"elsewhere-*"}})
 			return err
@@ -546,6 +549,7 @@ func TestSoak(t *testing.T) {
 		if err != nil {
 			t.Error(err)
 		}
+		e.model.invalidate(c, time.Now(), "rooms edited")
 	})
 	step(0.26, "edit cohort 4 harmlessly (name, limit): nobody may be removed", func() {
 		err := e.edit("edit", func() error {
@@ -613,8 +617,8 @@ func TestSoak(t *testing.T) {
 				out = append(out, line)
 			}
 		}
-		e.model.invalidate(late, time.Now(), "line deleted by hand")
 		e.writeFile([]byte(strings.Join(out, "")))
+		e.model.invalidate(late, time.Now(), "line deleted by hand")
 	})
 
 	load.Wait()
@@ -752,6 +756,9 @@ func (e *env) report(ck *checker, baseG, endG int, baseMem, endMem *runtime.MemS
 	t.Log("\n" + b.String())
 	if dir := os.Getenv("KEYFOCUS_SOAK_REPORT"); dir != "" {
 		_ = os.WriteFile(filepath.Join(dir, "soak-report.txt"), []byte(b.String()), 0o644)
+		if log, err := os.ReadFile(e.logPath); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, "soak-focus.log"), log, 0o644)
+		}
 	}
 }
 
