@@ -143,6 +143,7 @@ type Focus struct {
 	store     StoreState
 	snap      *keys.Snapshot
 	draining  bool
+	rederive  bool // the state file was lost: find the rooms on the next connect
 	limiter   *limiter
 	expiry    *time.Timer // next expiry check
 	expiryAt  time.Time
@@ -348,6 +349,13 @@ func (f *Focus) onConnected(c *conn) {
 	for _, r := range rooms {
 		go f.setupRoom(c, r, false)
 	}
+	f.mu.Lock()
+	rederive := f.rederive
+	f.rederive = false
+	f.mu.Unlock()
+	if rederive {
+		go f.rediscover(c)
+	}
 }
 
 func (f *Focus) onDisconnected(c *conn, err error) {
@@ -430,13 +438,27 @@ func (f *Focus) watchStore(ctx context.Context) {
 	updates := f.cfg.Store.Watch(ctx)
 	tick := time.NewTicker(storePoll)
 	defer tick.Stop()
+	var rewatch <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
+			// Let the store's watch end before returning, so a focus started
+			// next on the same store can watch it.
+			for updates != nil {
+				if _, ok := <-updates; !ok {
+					updates = nil
+				}
+			}
 			return
+		case <-rewatch:
+			rewatch = nil
+			updates = f.cfg.Store.Watch(ctx)
 		case u, ok := <-updates:
 			if !ok {
+				// The watch ended on its own (e.g. another watcher held the
+				// store): start it again shortly.
 				updates = nil
+				rewatch = time.After(time.Second)
 				continue
 			}
 			f.mu.Lock()

@@ -271,6 +271,9 @@ func TestRevocationByFileEdit(t *testing.T) {
 	// Revoking the last key in a room ends the room.
 	e.writeKeys(strings.Replace(baseKeys, "kf_alpha=Alpha Corp\n", "", 1))
 	waitRemoved(t, alice, e.room("meet"))
+	e.waitEvent("alice member_removed", func(ev Event) bool {
+		return ev.Kind == EvMemberRemoved && ev.Member.Nick == "alice" && ev.Actor == "revocation"
+	})
 	e.waitEvent("room_ended", func(ev Event) bool { return ev.Kind == EvRoomEnded && ev.Room == e.room("meet") })
 }
 
@@ -351,66 +354,102 @@ func TestProsodyRestartUnderTheFocus(t *testing.T) {
 }
 
 func TestFocusRestartKeepsAdmissions(t *testing.T) {
-	e := newEnv(t, baseKeys+"kf_bravo=Bravo\n")
-	statePath := filepath.Join(t.TempDir(), "state.json")
-	e.startFocus(func(c *Config) { c.StatePath = statePath })
-	alice, bob := e.dial(), e.dial()
-	e.admitJoin(alice, "keep", "kf_alpha", "alice")
-	e.admitJoin(bob, "keep", "kf_bravo", "bob")
-	e.stopFocus()
+	for _, whileDown := range []bool{false, true} {
+		t.Run(fmt.Sprintf("revoked-while-down=%v", whileDown), func(t *testing.T) {
+			e := newEnv(t, baseKeys+"kf_bravo=Bravo\n")
+			statePath := filepath.Join(t.TempDir(), "state.json")
+			e.startFocus(func(c *Config) { c.StatePath = statePath })
+			alice, bob := e.dial(), e.dial()
+			e.admitJoin(alice, "keep", "kf_alpha", "alice")
+			e.admitJoin(bob, "keep", "kf_bravo", "bob")
+			e.stopFocus()
 
-	data, err := os.ReadFile(statePath)
-	if err != nil {
-		t.Fatalf("no state file after shutdown: %v", err)
-	}
-	if strings.Contains(string(data), "kf_") {
-		t.Fatalf("state file holds a key:\n%s", data)
-	}
-	if !bob.InRoom(e.room("keep")) {
-		t.Fatal("shutdown removed people from the room")
-	}
-	e.startFocus(func(c *Config) { c.StatePath = statePath })
-	e.waitEvent("bob seen again", func(ev Event) bool { return ev.Kind == EvMemberJoined && ev.Member.Nick == "bob" })
-	e.writeKeys(baseKeys)
-	rm := waitRemoved(t, bob, e.room("keep"))
-	if rm.Status != 307 {
-		t.Errorf("removal status %d", rm.Status)
-	}
-	if !alice.InRoom(e.room("keep")) {
-		t.Error("alice removed")
+			data, err := os.ReadFile(statePath)
+			if err != nil {
+				t.Fatalf("no state file after shutdown: %v", err)
+			}
+			if strings.Contains(string(data), "kf_") {
+				t.Fatalf("state file holds a key:\n%s", data)
+			}
+			if !bob.InRoom(e.room("keep")) {
+				t.Fatal("shutdown removed people from the room")
+			}
+			if whileDown {
+				// Revoked while no focus runs: the next one reads the file anew.
+				e.writeKeys(baseKeys)
+				e.reopenStore()
+			}
+			e.startFocus(func(c *Config) { c.StatePath = statePath })
+			if !whileDown {
+				e.waitEvent("bob seen again", func(ev Event) bool { return ev.Kind == EvMemberJoined && ev.Member.Nick == "bob" })
+				e.writeKeys(baseKeys)
+			}
+			rm := waitRemoved(t, bob, e.room("keep"))
+			if rm.Status != 307 {
+				t.Errorf("removal status %d", rm.Status)
+			}
+			if se := joinErr(t, bob, e.room("keep"), "bob"); se.Condition != "registration-required" {
+				t.Errorf("rejoin: %s", se.Condition)
+			}
+			if !alice.InRoom(e.room("keep")) {
+				t.Error("alice removed")
+			}
+		})
 	}
 }
 
 func TestCorruptStateFile(t *testing.T) {
 	e := newEnv(t, baseKeys)
 	statePath := filepath.Join(t.TempDir(), "state.json")
-	if err := os.WriteFile(statePath, []byte("{not json"), 0o600); err != nil {
+	e.startFocus(func(c *Config) { c.StatePath = statePath })
+	alice := e.dial()
+	e.admitJoin(alice, "lost", "kf_alpha", "alice")
+	e.stopFocus()
+	// Damage it the way a full disk or a bad copy does: cut it short.
+	data, err := os.ReadFile(statePath)
+	if err != nil {
 		t.Fatal(err)
 	}
+	cut := strings.Index(string(data), `"admissions"`)
+	if cut < 0 {
+		t.Fatalf("state file without admissions:\n%s", data)
+	}
+	if err := os.WriteFile(statePath, data[:cut], 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	e.reopenStore()
 	f, err := New(e.config(func(c *Config) { c.StatePath = statePath }))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, sub := f.Watch(64)
+	_, sub := f.Watch(256)
 	defer sub.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	e.sub = sub
+	e.sub, e.f = sub, f
 	e.waitEvent("state_failed", func(ev Event) bool { return ev.Kind == EvStateFailed && strings.Contains(ev.Reason, statePath) })
 	select {
 	case <-f.Ready():
 	case <-time.After(waitLong):
 		t.Fatal("focus did not start with a corrupt state file")
 	}
+	// The room is found again, with alice in it (key unknown).
+	ev := e.waitEvent("alice re-derived", func(ev Event) bool { return ev.Kind == EvMemberJoined && ev.Member.Nick == "alice" })
+	if ev.Room != e.room("lost") || ev.Member.Fingerprint != "" {
+		t.Errorf("re-derived member %+v in %s", ev.Member, ev.Room)
+	}
+	if se := joinErr(t, e.dial(), e.room("lost"), "mallory"); se.Condition != "registration-required" {
+		t.Errorf("re-derived room not members-only: %s", se.Condition)
+	}
 	if rep := e.request(e.dial(), simulate.Request{Room: e.room("x"), Key: "kf_alpha"}); !rep.Admitted() {
 		t.Fatalf("request: %+v", rep.Error)
 	}
-	e.waitEvent("state rewritten", func(ev Event) bool { return ev.Kind == EvAdmitted })
 	eventually(t, "state file rewritten", func() bool {
 		data, _ := os.ReadFile(statePath)
-		return strings.Contains(string(data), `"version": 1`)
+		return strings.Contains(string(data), `"version": 1`) && strings.Contains(string(data), alice.Bare())
 	})
 }
 

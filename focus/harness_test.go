@@ -65,12 +65,18 @@ func newEnv(t testing.TB, keyFile string) *testEnv {
 	if err := os.WriteFile(e.keysPath, []byte(keyFile), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	e.reopenStore()
+	return e
+}
+
+// reopenStore opens the key file again, as a newly started keyfocus does.
+func (e *testEnv) reopenStore() {
+	e.t.Helper()
 	st, err := keys.OpenWith(e.keysPath, keys.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	e.store = st
-	return e
 }
 
 func (e *testEnv) config(mod func(*Config)) Config {

@@ -245,6 +245,8 @@ func (f *Focus) setupRoom(c *conn, r *room, fresh bool) {
 	if fresh {
 		f.log.Info("room opened", "room", f.logRoom(r.jid))
 		f.publishLocked(Event{Kind: EvRoomOpened, Room: r.jid})
+	} else {
+		go f.resync(c, r)
 	}
 	for _, w := range admitted {
 		replies = append(replies, f.admittedLocked(r, w))
@@ -338,7 +340,12 @@ func (f *Focus) endRoomLocked(c *conn, r *room, reason, actor string) []*xmppEl 
 	r.stopTimer()
 	delete(f.rooms, r.jid)
 	for nick, m := range r.members {
-		f.publishLocked(Event{Kind: EvMemberLeft, Room: r.jid, Member: ptr(*m), Reason: "removed", Actor: actor})
+		if rm, ok := r.removing[nick]; ok {
+			// Being removed in the same write (the revocation that ends the room).
+			f.publishLocked(Event{Kind: EvMemberRemoved, Room: r.jid, Member: ptr(*m), Reason: rm.reason, Actor: rm.actor})
+		} else {
+			f.publishLocked(Event{Kind: EvMemberLeft, Room: r.jid, Member: ptr(*m), Reason: "removed", Actor: actor})
+		}
 		delete(r.members, nick)
 	}
 	f.publishLocked(Event{Kind: EvRoomEnded, Room: r.jid, Reason: reason, Actor: actor})

@@ -8,7 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -62,7 +64,18 @@ func (f *Focus) loadState() {
 		msg := fmt.Sprintf("state file %s is unreadable (%v): starting without it; people already in rooms stay, but keyfocus cannot tell which key admitted them until they ask again", f.cfg.StatePath, err)
 		f.log.Error(msg)
 		f.mu.Lock()
+		f.rederive = true
 		f.publishLocked(Event{Kind: EvStateFailed, Reason: msg})
+		// Salvage what names the rooms: they are joined again and their
+		// member lists read back from Prosody (see resync).
+		for _, j := range salvageRooms(data, f.cfg.MUC) {
+			if f.rooms[j] == nil {
+				f.rooms[j] = newRoom(j, localOf(j), f.now())
+			}
+		}
+		if n := len(f.rooms); n > 0 {
+			f.log.Warn("state file: salvaged room names; their members are read back from Prosody", "rooms", n)
+		}
 		f.mu.Unlock()
 		return
 	}
@@ -84,6 +97,16 @@ func (f *Focus) loadState() {
 		f.rooms[r.jid] = r
 	}
 	f.log.Info("state loaded", "path", f.cfg.StatePath, "rooms", len(st.Rooms), "admissions", n)
+}
+
+// salvageRooms finds the room JIDs on the MUC host in a damaged state file.
+func salvageRooms(data []byte, muc string) []string {
+	re := regexp.MustCompile(`"room"\s*:\s*"([^"\\@/]+@` + regexp.QuoteMeta(muc) + `)"`)
+	var out []string
+	for _, m := range re.FindAllSubmatch(data, -1) {
+		out = append(out, strings.ToLower(string(m[1])))
+	}
+	return out
 }
 
 func localOf(roomJID string) string {

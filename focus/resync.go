@@ -1,0 +1,78 @@
+package focus
+
+import (
+	"context"
+	"strings"
+	"time"
+)
+
+// resync asks Prosody for the room's member list (muc#admin) after a
+// re-join and records members the focus has no admission for: people
+// admitted before a state file was lost. Their key is unknown, so a key
+// revocation cannot find them; they show without a fingerprint and get one
+// again when they next ask for the conference.
+func (f *Focus) resync(c *conn, r *room) {
+	q := newEl("", "iq", "type", "get", "from", f.cfg.Component+"/"+Nick, "to", r.jid).Add(
+		newEl(nsMUCAdmin, "query").Add(newEl("", "item", "affiliation", "member")))
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	res, err := c.iq(ctx, q)
+	if err != nil {
+		if err != errDisconnected {
+			f.log.Warn("reading the member list failed", "room", f.logRoom(r.jid), "err", err)
+		}
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.rooms[r.jid] != r {
+		return
+	}
+	now := f.now()
+	var unknown []string
+	for _, it := range res.Child(nsMUCAdmin, "query").All("", "item") {
+		bare := strings.ToLower(it.Get("jid"))
+		if bare == "" || strings.ContainsRune(bare, '/') || r.admitted[bare] != nil {
+			continue
+		}
+		r.admitted[bare] = &admission{JID: bare, Time: now, joined: true}
+		unknown = append(unknown, bare)
+	}
+	if len(unknown) > 0 {
+		f.markDirty()
+		f.log.Warn("room has members keyfocus has no admission for (state lost?): they stay, but a key revocation cannot find them until they ask again",
+			"room", f.logRoom(r.jid), "members", len(unknown))
+	}
+}
+
+// rediscover finds the rooms of the MUC (disco#items) after the state file
+// was lost, and manages them again: join, members-only, member list.
+func (f *Focus) rediscover(c *conn) {
+	q := newEl("", "iq", "type", "get", "from", f.cfg.Component, "to", f.cfg.MUC).Add(newEl(nsDiscoItem, "query"))
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	res, err := c.iq(ctx, q)
+	if err != nil {
+		f.log.Warn("listing the rooms of the MUC failed; rooms from before the restart stay unmanaged", "muc", f.cfg.MUC, "err", err)
+		return
+	}
+	f.mu.Lock()
+	var found []*room
+	for _, it := range res.Child(nsDiscoItem, "query").All("", "item") {
+		j := strings.ToLower(it.Get("jid"))
+		local, host, ok := strings.Cut(j, "@")
+		if !ok || local == "" || host != f.cfg.MUC || strings.ContainsRune(host, '/') || f.rooms[j] != nil {
+			continue
+		}
+		r := newRoom(j, local, f.now())
+		r.ready = false
+		f.rooms[j] = r
+		f.creating.Add(1)
+		found = append(found, r)
+	}
+	f.mu.Unlock()
+	f.log.Info("re-derived rooms from the MUC after the state was lost", "rooms", len(found))
+	for _, r := range found {
+		go f.setupRoom(c, r, false)
+	}
+}
