@@ -319,3 +319,37 @@ func TestReadableWarning(t *testing.T) {
 		}
 	}
 }
+
+func TestAuthorize(t *testing.T) {
+	s := openTest(t, "Seed=Seed\nsha256:"+HashKey("kf_a")+"=A; rooms=team-*; expires=2027-03-01\n")
+	snap := s.Snapshot()
+	before := time.Date(2027, 3, 1, 23, 0, 0, 0, time.UTC)
+	after := time.Date(2027, 3, 2, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		key, room string
+		now       time.Time
+		fold      bool
+		name      string
+		verdict   Verdict
+	}{
+		{"kf_a", "team-x", before, false, "A", Valid},
+		{"kf_a", "Team-X", before, false, "A", Valid},
+		{"kf_a", "other", before, false, "A", RoomNotAllowed},
+		{"kf_a", "team-x", after, false, "A", Expired},
+		{"KF_A", "team-x", before, false, "", Unknown},
+		{"KF_A", "team-x", before, true, "A", Valid},
+		{"seed", "any", after, false, "", Unknown},
+		{"seed", "any", after, true, "Seed", Valid},
+		{"", "any", after, true, "", Unknown},
+	}
+	for _, tt := range tests {
+		e, v := snap.Authorize(tt.key, tt.room, tt.now, tt.fold)
+		name := ""
+		if e != nil {
+			name = e.Name
+		}
+		if v != tt.verdict || name != tt.name {
+			t.Errorf("Authorize(%q, %q, %v, fold=%v) = %q, %v; want %q, %v", tt.key, tt.room, tt.now, tt.fold, name, v, tt.name, tt.verdict)
+		}
+	}
+}
