@@ -184,3 +184,102 @@ func TestConsoleEndToEnd(t *testing.T) {
 		t.Errorf("log file lacks the quit:\n%s", logs)
 	}
 }
+
+// TestAttachEndToEnd runs `keyfocus run --headless --socket` and attaches a
+// console to it in tmux: the console shows the member, ends the room over
+// the socket, and quitting the console leaves the focus running.
+func TestAttachEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end console test: skipped with -short")
+	}
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Skip("\n*** SKIPPED: tmux is not on PATH (apt-get install tmux); the console end-to-end test needs it ***")
+	}
+	srv := prosodytest.Start(t)
+	bin := buildKeyfocus(t)
+	dir := t.TempDir()
+	keyPath := filepath.Join(dir, "keys.properties")
+	store, err := keys.Open(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := store.Add(keys.Spec{Name: "Acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "focus.sock")
+	focusCmd := exec.Command(bin, "run", "--headless", "--xmpp-addr", srv.ComponentAddr, "--component", srv.Component,
+		"--muc", srv.MUC, "--keys", keyPath, "--socket", sock, "--http", "")
+	focusCmd.Env = append(os.Environ(), "KEYFOCUS_SECRET="+srv.Secret)
+	var focusLog bytes.Buffer
+	focusCmd.Stderr = &focusLog
+	if err := focusCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- focusCmd.Wait() }()
+	t.Cleanup(func() {
+		focusCmd.Process.Kill()
+		<-exited
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if fi, err := os.Stat(sock); err == nil {
+			if fi.Mode().Perm() != 0o600 {
+				t.Errorf("control socket mode %v, want 0600", fi.Mode().Perm())
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no control socket after 30s; focus log:\n%s", focusLog.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	c := &tmuxConsole{t: t, sock: filepath.Join(dir, "tmux.sock")}
+	c.tmux("-f", "/dev/null", "new-session", "-d", "-s", "kf", "-x", "100", "-y", "30", "-e", "TERM=xterm-256color",
+		bin, "attach", "--socket", sock, "--log-file", filepath.Join(dir, "attach.log"))
+	t.Cleanup(func() { exec.Command("tmux", "-S", c.sock, "kill-server").Run() })
+	c.tmux("set-option", "-t", "kf", "remain-on-exit", "on")
+	c.waitFor("● connected")
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p, err := simulate.Dial(ctx, simulate.Account{Addr: srv.C2SAddr, Domain: srv.Domain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	room := "attached@" + srv.MUC
+	reply, err := p.RequestConference(ctx, simulate.Request{Room: room, Key: key, Focus: srv.Component})
+	if err != nil || !reply.Admitted() {
+		t.Fatalf("conference request: %+v, %v", reply, err)
+	}
+	if _, err := p.Join(ctx, room, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor("MEMBERS of attached (1)")
+
+	// End the room from the attached console: the focus does it.
+	c.keys("X")
+	c.waitFor("End room attached?")
+	c.keys("y")
+	if _, err := p.WaitRemoved(ctx, room); err != nil {
+		t.Fatalf("bob was not removed: %v", err)
+	}
+	c.waitScreen("the room gone", func(s string) bool { return strings.Contains(s, "rooms 0") })
+
+	// q quits an attached console at once; the focus keeps running.
+	c.keys("q")
+	c.waitScreen("the console to exit", func(string) bool {
+		return strings.TrimSpace(c.tmux("display-message", "-p", "-t", "kf", "#{pane_dead}")) == "1"
+	})
+	select {
+	case err := <-exited:
+		t.Fatalf("the focus stopped with the console: %v\n%s", err, focusLog.String())
+	default:
+	}
+	if _, err := os.Stat(sock); err != nil {
+		t.Errorf("control socket gone after the console quit: %v", err)
+	}
+}
