@@ -464,3 +464,40 @@ func TestWatchSymlink(t *testing.T) {
 		t.Fatal("the save did not reach the link's target")
 	}
 }
+
+func TestWatchFolderRemoved(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "conf")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "keys.properties")
+	writeFile(t, path, keysFile(2))
+	s, err := OpenWith(path, Options{Logger: quietLogger(), Debounce: 20 * time.Millisecond, Hold: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := &watched{Store: s, ch: s.Watch(ctx)}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	// Told that the watch falls back to reading, and the keys go (after the
+	// hold), in either order.
+	var polling, gone bool
+	for !polling || !gone {
+		u := w.next(t)
+		polling = polling || strings.Contains(u.Notice, "reading the key file every")
+		gone = gone || u.Snapshot.Len() == 0 && strings.Contains(u.Notice, "key file missing")
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, path, keysFile(3))
+	for {
+		if u := w.next(t); u.Snapshot.Len() == 3 {
+			return
+		}
+	}
+}
