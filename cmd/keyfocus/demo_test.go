@@ -1,0 +1,77 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+)
+
+func TestDemoUsage(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		code     int
+		inStderr []string
+	}{
+		{"prosody missing", []string{"--prosody", "no-such-prosody-binary"}, 1,
+			[]string{"needs Prosody", "apt-get install -y prosody", "run the demo again"}},
+		{"bad rate", []string{"--rate", "0"}, 2, []string{"--rate must be positive"}},
+		{"extra argument", []string{"now"}, 2, []string{"unexpected arguments: now"}},
+		{"help", []string{"-h"}, 0, []string{"Usage: keyfocus demo", "-revoke-after"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			e := env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }}
+			code := Main(context.Background(), append([]string{"demo"}, tt.args...), e)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d; stderr:\n%s", code, tt.code, stderr.String())
+			}
+			for _, s := range tt.inStderr {
+				if !strings.Contains(stderr.String(), s) {
+					t.Errorf("stderr lacks %q:\n%s", s, stderr.String())
+				}
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("stdout not empty: %q", stdout.String())
+			}
+		})
+	}
+}
+
+func TestAttachUsage(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		code     int
+		inStderr string
+	}{
+		{"no socket", nil, 2, "--socket PATH is required"},
+		{"extra argument", []string{"--socket", "x.sock", "more"}, 2, "unexpected arguments: more"},
+		{"no terminal", []string{"--socket", "x.sock"}, 2, "needs a terminal"},
+		{"help", []string{"-h"}, 0, "Usage: keyfocus attach"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			e := env{Stdin: strings.NewReader(""), Stdout: &bytes.Buffer{}, Stderr: &stderr, Getenv: func(string) string { return "" }}
+			if code := Main(context.Background(), append([]string{"attach"}, tt.args...), e); code != tt.code {
+				t.Errorf("exit %d, want %d; stderr:\n%s", code, tt.code, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tt.inStderr) {
+				t.Errorf("stderr lacks %q:\n%s", tt.inStderr, stderr.String())
+			}
+		})
+	}
+}
+
+func TestDefaultLogFile(t *testing.T) {
+	get := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	if got := defaultLogFile(get(map[string]string{"XDG_STATE_HOME": "/s", "HOME": "/h"}), "run"); got != "/s/keyfocus/run.log" {
+		t.Errorf("with XDG_STATE_HOME: %s", got)
+	}
+	if got := defaultLogFile(get(map[string]string{"HOME": "/h"}), "attach"); got != "/h/.local/state/keyfocus/attach.log" {
+		t.Errorf("with HOME: %s", got)
+	}
+}
