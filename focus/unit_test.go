@@ -1,0 +1,130 @@
+package focus
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyfocus/keyfocus/focus/xmppx"
+)
+
+func TestExtractKey(t *testing.T) {
+	tests := []struct {
+		name, conf, local, sep string
+		key                    string
+		src                    keySource
+		scope                  string
+	}{
+		{"property first", `<conference xmlns='http://jitsi.org/protocol/focus' token='tok'><property name='clientKey' value='kf_p'/></conference>`, "k=room", "=", "kf_p", keyProperty, "k=room"},
+		{"room prefix", `<conference xmlns='http://jitsi.org/protocol/focus' token='tok'/>`, "kf_r=standup", "=", "kf_r", keyRoomPrefix, "standup"},
+		{"other separator", `<conference xmlns='http://jitsi.org/protocol/focus'/>`, "kf_r~standup", "~", "kf_r", keyRoomPrefix, "standup"},
+		{"token last", `<conference xmlns='http://jitsi.org/protocol/focus' token='tok'/>`, "standup", "=", "tok", keyToken, "standup"},
+		{"empty clientKey falls through", `<conference xmlns='http://jitsi.org/protocol/focus'><property name='clientKey' value=''/><property name='openSctp'/></conference>`, "standup", "=", "", keyNone, "standup"},
+		{"property without value", `<conference xmlns='http://jitsi.org/protocol/focus'><property name='clientKey'/></conference>`, "standup", "=", "", keyNone, "standup"},
+		{"separator first char is no key", `<conference xmlns='http://jitsi.org/protocol/focus'/>`, "=standup", "=", "", keyNone, "=standup"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			conf, err := xmppx.Parse(tc.conf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			key, src, scope := extractKey(conf, tc.local, tc.sep)
+			if key != tc.key || src != tc.src || scope != tc.scope {
+				t.Errorf("got %q %v %q, want %q %v %q", key, src, scope, tc.key, tc.src, tc.scope)
+			}
+		})
+	}
+}
+
+func TestLimiter(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := newLimiter(3, time.Minute, 10)
+	for i := range 3 {
+		if w := l.blocked("a@x", t0); w != 0 {
+			t.Fatalf("blocked before failure %d", i)
+		}
+		l.fail("a@x", t0.Add(time.Duration(i)*time.Second))
+	}
+	if w := l.blocked("a@x", t0.Add(3*time.Second)); w != 57*time.Second {
+		t.Errorf("wait = %v, want 57s (until the first failure leaves the window)", w)
+	}
+	if w := l.blocked("b@x", t0.Add(3*time.Second)); w != 0 {
+		t.Errorf("another requester is blocked: %v", w)
+	}
+	if w := l.blocked("a@x", t0.Add(61*time.Second)); w != 0 {
+		t.Errorf("still blocked after the window: %v", w)
+	}
+
+	// A flood: many requesters, one failure each, past the global rate.
+	l = newLimiter(5, time.Minute, 10)
+	flood := false
+	for i := range 20 {
+		flood = l.fail(strings.Repeat("g", i+1)+"@x", t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	if !flood {
+		t.Fatal("20 failures in 20ms is not a flood at 10/s")
+	}
+	// During it, one failure is enough to hold a requester off ...
+	if w := l.blocked("g@x", t0.Add(30*time.Millisecond)); w == 0 {
+		t.Error("a guesser with a failure is not held off during a flood")
+	}
+	// ... but a requester without failures is never refused by it.
+	if w := l.blocked("honest@x", t0.Add(30*time.Millisecond)); w != 0 {
+		t.Errorf("a requester without failures is blocked by someone else's flood: %v", w)
+	}
+	// Honest mistakes spread out never trip it.
+	l = newLimiter(5, time.Minute, 10)
+	for i := range 100 {
+		if l.fail("u"+strings.Repeat("x", i)+"@x", t0.Add(time.Duration(i)*200*time.Millisecond)) {
+			t.Fatalf("5 failures a second counted as a flood (at %d)", i)
+		}
+	}
+}
+
+func TestLogRoomHidesKeys(t *testing.T) {
+	f := &Focus{cfg: Config{RoomKeySeparator: "="}}
+	got := f.logRoom("kf_secret=standup@conference.meet.example")
+	if strings.Contains(got, "kf_secret") || !strings.HasSuffix(got, "=standup@conference.meet.example") {
+		t.Errorf("logRoom = %q", got)
+	}
+	if got := f.logRoom("standup@conference.meet.example"); got != "standup@conference.meet.example" {
+		t.Errorf("plain room changed: %q", got)
+	}
+}
+
+func TestSalvageRooms(t *testing.T) {
+	data := []byte(`{"version":1,"rooms":[{"room": "a@conference.meet.example","admissions":[{"jid":"x@y"}]},{"room":"b@conference.meet.example","adm`)
+	got := salvageRooms(data, "conference.meet.example")
+	if strings.Join(got, ",") != "a@conference.meet.example,b@conference.meet.example" {
+		t.Errorf("salvaged %v", got)
+	}
+	if got := salvageRooms([]byte(`{"room":"c@evil.example"}`), "conference.meet.example"); len(got) != 0 {
+		t.Errorf("salvaged a room on another host: %v", got)
+	}
+}
+
+// FuzzDecode: any input either fails to parse or gives an element that
+// encodes and parses back to the same XML.
+func FuzzDecode(f *testing.F) {
+	f.Add(`<iq type='set' to='focus.meet.example' id='a7'><conference xmlns='http://jitsi.org/protocol/focus' room='r@c'><property name='clientKey' value='k'/></conference></iq>`)
+	f.Add(`<presence from='r@c/n'><x xmlns='http://jabber.org/protocol/muc#user'><item jid='a@b/c' role='none'/><status code='307'/></x></presence>`)
+	f.Add(`<a><b>text<c/>more</b></a>`)
+	f.Fuzz(func(t *testing.T, s string) {
+		el, err := xmppx.Parse(s)
+		if err != nil || el == nil {
+			return
+		}
+		out := el.String()
+		back, err := xmppx.Parse(out)
+		if err != nil {
+			t.Fatalf("re-parse of %q: %v", out, err)
+		}
+		if back.String() != out {
+			t.Fatalf("round trip changed:\n%s\n%s", out, back.String())
+		}
+		// Every handler accessor is safe on any element.
+		_, _, _ = extractKey(el, "x=y", "=")
+		_ = stanzaError(el)
+	})
+}
