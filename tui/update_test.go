@@ -447,3 +447,32 @@ func TestResize(t *testing.T) {
 		}
 	}
 }
+
+// waitEvents hands over a burst as one batch, and a closed subscription as
+// closed (the console then watches again).
+func TestWaitEventsCoalesces(t *testing.T) {
+	var bus focus.Bus
+	sub := bus.Subscribe(1024)
+	for i := 0; i < 500; i++ {
+		bus.Publish(focus.Event{Kind: focus.EvRoomOpened, Room: strconv.Itoa(i)})
+	}
+	msg := waitEvents(sub, time.Time{})().(eventsMsg)
+	if len(msg.events) != 500 || msg.closed || msg.dropped != 0 || msg.sub != sub {
+		t.Fatalf("batch of %d, closed %v, dropped %d", len(msg.events), msg.closed, msg.dropped)
+	}
+	for i, ev := range msg.events {
+		if ev.Room != strconv.Itoa(i) {
+			t.Fatalf("event %d is %s: out of order", i, ev.Room)
+		}
+	}
+	bus.Publish(focus.Event{Kind: focus.EvRoomOpened, Room: "last"})
+	sub.Close()
+	msg = waitEvents(sub, time.Time{})().(eventsMsg)
+	if len(msg.events) != 1 || !msg.closed {
+		t.Fatalf("after close: %d events, closed %v", len(msg.events), msg.closed)
+	}
+	msg = waitEvents(sub, time.Time{})().(eventsMsg)
+	if len(msg.events) != 0 || !msg.closed {
+		t.Fatalf("closed and drained: %d events, closed %v", len(msg.events), msg.closed)
+	}
+}
