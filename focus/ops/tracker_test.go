@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
 	"github.com/keyfocus/keyfocus/focus"
 	"github.com/keyfocus/keyfocus/keys"
 )
@@ -325,5 +327,33 @@ func BenchmarkApply(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		tr.apply(evs[i%len(evs)])
+	}
+}
+
+// The metrics follow Prometheus's naming conventions (promlint: units,
+// _total on counters, help text).
+func TestMetricsLint(t *testing.T) {
+	tr := NewTracker(Options{Version: "test"})
+	mfs, err := tr.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		if strings.HasPrefix(p.Metric, "keyfocus_") {
+			t.Errorf("%s: %s", p.Metric, p.Text)
+		}
+	}
+	n := 0
+	for _, mf := range mfs {
+		if strings.HasPrefix(mf.GetName(), "keyfocus_") {
+			n++
+		}
+	}
+	if n < 19 {
+		t.Fatalf("only %d keyfocus metrics registered", n)
 	}
 }
