@@ -137,13 +137,16 @@ func (a *Auditor) Run(ctx context.Context, src focus.Source) error {
 		}
 		return false
 	}
-	reconcile := func(now time.Time) {
+	// reconcile settles pending changes: claimed ones are on record already;
+	// unclaimed ones past their deadline (or all, when final) are recorded
+	// as made outside keyfocus.
+	reconcile := func(now time.Time, final bool) {
 		readClaims(now)
 		kept := pending[:0]
 		for _, p := range pending {
 			switch {
 			case take(p.Change):
-			case !now.Before(p.deadline):
+			case final || !now.Before(p.deadline):
 				batch = append(batch, Record{
 					Time:        p.seen.UTC(),
 					Event:       p.Kind,
@@ -180,7 +183,7 @@ func (a *Auditor) Run(ctx context.Context, src focus.Source) error {
 			pending = append(pending, pendingChange{Change: c, seen: now, deadline: now.Add(grace)})
 		}
 		if len(changes) > 0 {
-			reconcile(now)
+			reconcile(now, false)
 		}
 	}
 	handle := func(ev focus.Event) {
@@ -224,7 +227,7 @@ func (a *Auditor) Run(ctx context.Context, src focus.Source) error {
 		case <-ctx.Done():
 			// Whatever is pending has had no claim so far; record it now
 			// rather than lose it.
-			reconcile(time.Now().Add(grace + ttl))
+			reconcile(time.Now(), true)
 			write()
 			return nil
 		case ev, ok := <-sub.C:
@@ -254,7 +257,7 @@ func (a *Auditor) Run(ctx context.Context, src focus.Source) error {
 			}
 			write()
 		case <-timer.C:
-			reconcile(time.Now())
+			reconcile(time.Now(), false)
 			write()
 		}
 	}
