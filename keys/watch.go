@@ -49,64 +49,78 @@ func (s *Store) watch(ctx context.Context, ch chan<- Update) {
 			return false
 		}
 	}
-	dir, base := filepath.Split(s.path)
-	dir = filepath.Clean(dir)
-	// A key file that is a symlink (a config-management or Kubernetes
-	// volume: keys.properties -> ..data/keys.properties, ..data swapped
-	// atomically) changes without an event for its own name: then every
-	// event in its folder and in its target's folder counts. Reads are
-	// cheap and a reload with the same content sends nothing.
+	for {
+		w, linked, err := s.newWatcher()
+		if err == nil {
+			err = s.follow(ctx, w, linked, send)
+			w.Close()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		// The folder cannot be watched (gone, or no inotify left): read the
+		// file every pollEvery until a watch can be set up again.
+		n := fmt.Sprintf("cannot watch the key file's folder (%v): reading the key file every %v instead", err, pollEvery)
+		s.log.Warn(n)
+		if !send(Update{Snapshot: s.Snapshot(), Notice: n}) || !s.poll(ctx, send) {
+			return
+		}
+		s.log.Info("watching the key file's folder again")
+	}
+}
+
+// newWatcher watches the key file's folder. A key file that is a symlink (a
+// config-management or Kubernetes volume: keys.properties ->
+// ..data/keys.properties, ..data swapped atomically) changes without an event
+// for its own name: then its target's folder is watched too and every event
+// counts (linked). Reads are cheap; a reload of the same content sends nothing.
+func (s *Store) newWatcher() (w *fsnotify.Watcher, linked bool, err error) {
+	dir := filepath.Dir(s.path)
 	dirs := []string{dir}
-	linked := false
 	if fi, err := os.Lstat(s.path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
 		linked = true
 		if target, err := filepath.EvalSymlinks(s.path); err == nil && filepath.Dir(target) != dir {
 			dirs = append(dirs, filepath.Dir(target))
 		}
 	}
-	w, err := fsnotify.NewWatcher()
-	if err == nil {
-		for _, d := range dirs {
-			if err = w.Add(d); err != nil {
-				w.Close()
-				break
-			}
+	if w, err = fsnotify.NewWatcher(); err != nil {
+		return nil, false, err
+	}
+	for _, d := range dirs {
+		if err := w.Add(d); err != nil {
+			w.Close()
+			return nil, false, err
 		}
 	}
-	if err != nil {
-		n := fmt.Sprintf("cannot watch the folder %s (%v): reading the key file every %v instead", dir, err, pollEvery)
-		s.log.Warn(n)
-		if !send(Update{Snapshot: s.Snapshot(), Notice: n}) {
-			return
-		}
-		s.poll(ctx, send)
-		return
-	}
-	defer w.Close()
-	s.log.Debug("watching the key file", "folder", dir)
+	return w, linked, nil
+}
 
-	// Start with a read: the file may have changed between Open and now.
+// follow turns the folder's events into reloads until ctx is done (nil) or
+// the folder goes away (an error).
+func (s *Store) follow(ctx context.Context, w *fsnotify.Watcher, linked bool, send func(Update) bool) error {
+	dir, base := filepath.Split(s.path)
+	dir = filepath.Clean(dir)
+	// Start with a read: the file may have changed before the watch began.
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case ev, ok := <-w.Events:
 			if !ok {
-				return
+				return errors.New("the watch ended")
 			}
 			if s.opt.onEvent != nil {
 				s.opt.onEvent(ev.Name)
 			}
 			if filepath.Clean(ev.Name) == dir && ev.Has(fsnotify.Remove|fsnotify.Rename) {
-				n := fmt.Sprintf("the folder %s was removed or renamed: reading the key file every %v instead", dir, pollEvery)
-				s.log.Warn(n)
-				if !send(Update{Snapshot: s.Snapshot(), Notice: n}) {
-					return
+				// Read once more (the file is gone with its folder) before
+				// falling back to polling.
+				if u, changed := s.reload(ctx); changed && !send(u) {
+					return nil
 				}
-				s.poll(ctx, send)
-				return
+				return fmt.Errorf("the folder %s was removed or renamed", dir)
 			}
 			if !linked && filepath.Base(ev.Name) != base {
 				continue // another file in the folder
@@ -114,30 +128,37 @@ func (s *Store) watch(ctx context.Context, ch chan<- Update) {
 			timer.Reset(s.opt.Debounce)
 		case err, ok := <-w.Errors:
 			if !ok {
-				return
+				return errors.New("the watch ended")
 			}
 			// An overflow loses events: read the file to be sure.
 			s.log.Warn("key file watch error; reading the file again", "err", err)
 			timer.Reset(s.opt.Debounce)
 		case <-timer.C:
 			if u, changed := s.reload(ctx); changed && !send(u) {
-				return
+				return nil
 			}
 		}
 	}
 }
 
-// poll reads the file every pollEvery until ctx is done.
-func (s *Store) poll(ctx context.Context, send func(Update) bool) {
+// poll reads the file every pollEvery until a watch of its folder can be set
+// up again (true) or ctx is done (false).
+func (s *Store) poll(ctx context.Context, send func(Update) bool) bool {
 	t := time.NewTicker(pollEvery)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-t.C:
 			if u, changed := s.reload(ctx); changed && !send(u) {
-				return
+				return false
+			}
+			if fi, err := os.Stat(filepath.Dir(s.path)); err == nil && fi.IsDir() {
+				if w, _, err := s.newWatcher(); err == nil {
+					w.Close()
+					return true
+				}
 			}
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -473,13 +474,20 @@ func TestWatchFolderRemoved(t *testing.T) {
 	}
 	path := filepath.Join(dir, "keys.properties")
 	writeFile(t, path, keysFile(2))
-	s, err := OpenWith(path, Options{Logger: quietLogger(), Debounce: 20 * time.Millisecond, Hold: 50 * time.Millisecond})
+	w := &watched{signal: make(chan struct{}, 1)}
+	s, err := OpenWith(path, Options{Logger: quietLogger(), Debounce: 20 * time.Millisecond, Hold: 50 * time.Millisecond,
+		onEvent: func(name string) {
+			w.mu.Lock()
+			w.events = append(w.events, filepath.Base(name))
+			w.mu.Unlock()
+			w.poke()
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	w := &watched{Store: s, ch: s.Watch(ctx)}
+	w.Store, w.ch = s, s.Watch(ctx)
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
@@ -497,7 +505,28 @@ func TestWatchFolderRemoved(t *testing.T) {
 	writeFile(t, path, keysFile(3))
 	for {
 		if u := w.next(t); u.Snapshot.Len() == 3 {
+			break
+		}
+	}
+	// Back to watching: changes arrive as events again (the watch is set
+	// up again at the poll after the folder reappears; changes until then
+	// are read by the poll).
+	for n := 4; ; n++ {
+		w.mu.Lock()
+		w.events = nil
+		w.mu.Unlock()
+		writeFile(t, path, keysFile(n))
+		if u := w.next(t); u.Snapshot.Len() != n {
+			t.Fatalf("update %+v, want %d keys", u, n)
+		}
+		w.mu.Lock()
+		back := slices.Contains(w.events, "keys.properties")
+		w.mu.Unlock()
+		if back {
 			return
+		}
+		if n > 10 {
+			t.Fatal("the watch did not come back after the folder did")
 		}
 	}
 }
