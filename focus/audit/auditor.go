@@ -225,8 +225,20 @@ func (a *Auditor) Run(ctx context.Context, src focus.Source) error {
 	for {
 		select {
 		case <-ctx.Done():
-			// Whatever is pending has had no claim so far; record it now
-			// rather than lose it.
+			// Take what is queued already, then record whatever change is
+			// pending without a claim rather than lose it.
+		rest:
+			for {
+				select {
+				case ev, ok := <-sub.C:
+					if !ok {
+						break rest
+					}
+					handle(ev)
+				default:
+					break rest
+				}
+			}
 			reconcile(time.Now(), true)
 			write()
 			return nil
