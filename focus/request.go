@@ -200,7 +200,7 @@ func (f *Focus) conference(c *conn, iq, conf *xmppEl) []*xmppEl {
 	f.mu.Lock()
 	f.armExpiryLocked(e.Expires)
 	r := f.rooms[roomJID]
-	if e.MaxParticipants > 0 && r != nil && r.inRoomWithKey(e.ID, bare) >= e.MaxParticipants {
+	if e.MaxParticipants > 0 && r != nil && r.inRoomWithKey(e.ID, bare, now) >= e.MaxParticipants {
 		f.mu.Unlock()
 		return refuse(ReasonRoomFull, 403, fmt.Sprintf("This room is full for this Client Key (limit %d participants)", e.MaxParticipants), e.Fingerprint)
 	}

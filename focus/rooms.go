@@ -65,20 +65,34 @@ func (r *room) stopTimer() {
 	}
 }
 
-// inRoomWithKey counts people in the room admitted with keyID, plus grants
-// not yet followed by a join (so parallel requests cannot overshoot).
-func (r *room) inRoomWithKey(keyID string, except string) int {
+// pendingJoin is how long an admission that was not followed by a join still
+// holds a max-participants slot.
+const pendingJoin = time.Minute
+
+// inRoomWithKey counts people in the room admitted with keyID, plus recent
+// admissions not yet followed by a join and requests waiting for the room to
+// be set up (so parallel requests cannot overshoot). except (a bare JID) is
+// not counted: asking again does not take a second slot.
+func (r *room) inRoomWithKey(keyID, except string, now time.Time) int {
 	n := 0
 	counted := make(map[string]bool)
 	for _, m := range r.members {
-		if a := r.admitted[bareOf(m.JID)]; a != nil && a.KeyID == keyID && bareOf(m.JID) != except {
+		bare := bareOf(m.JID)
+		if a := r.admitted[bare]; a != nil && a.KeyID == keyID && bare != except && !counted[bare] {
 			n++
-			counted[a.JID] = true
+			counted[bare] = true
 		}
 	}
 	for bare, a := range r.admitted {
-		if a.KeyID == keyID && !a.joined && !counted[bare] && bare != except {
+		if a.KeyID == keyID && !a.joined && !counted[bare] && bare != except && now.Sub(a.Time) < pendingJoin {
 			n++
+			counted[bare] = true
+		}
+	}
+	for _, w := range r.waiters {
+		if w.adm.KeyID == keyID && !counted[w.adm.JID] && w.adm.JID != except {
+			n++
+			counted[w.adm.JID] = true
 		}
 	}
 	return n
