@@ -62,7 +62,6 @@ type Store struct {
 	readErr string
 
 	watching atomic.Bool
-	reads    atomic.Int64 // file reads by reloads (tests)
 }
 
 // fileState identifies one content of the file (or its absence).
@@ -135,7 +134,6 @@ func (s *Store) Snapshot() *Snapshot { return s.snap.Load() }
 
 // read reads the file; a missing file is not an error.
 func (s *Store) read() (data []byte, missing bool, err error) {
-	s.reads.Add(1)
 	data, err = os.ReadFile(s.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, true, nil
