@@ -43,6 +43,7 @@ func (f *fixture) sync() {
 func (f *fixture) run(t *testing.T, cmd tea.Cmd) (quit bool) {
 	t.Helper()
 	queue := []tea.Cmd{cmd}
+	var pumpedClosed *focus.Subscription
 	for steps := 0; ; steps++ {
 		if steps > 10000 {
 			t.Fatal("commands never settle")
@@ -52,8 +53,11 @@ func (f *fixture) run(t *testing.T, cmd tea.Cmd) (quit bool) {
 				return quit
 			}
 			msg := syncWait(f.m.sub, time.Time{})()
-			if msg == nil {
+			if msg == nil || f.m.sub == pumpedClosed {
 				return quit
+			}
+			if em, ok := msg.(eventsMsg); ok && em.closed {
+				pumpedClosed = f.m.sub // tell the console once
 			}
 			queue = append(queue, func() tea.Msg { return msg })
 		}

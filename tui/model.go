@@ -14,9 +14,11 @@
 package tui
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/charmbracelet/bubbles/cursor"
@@ -79,6 +81,10 @@ type Options struct {
 	Copy func(string) error
 	// Logger gets the outcome of operator actions (never the terminal).
 	Logger *slog.Logger
+	// Context, when set, ends the console's subscription to the focus when
+	// it is done (e.g. the ssh session's context). Otherwise call Close once
+	// the program has ended, or the subscription stays on the focus's bus.
+	Context context.Context
 }
 
 // Coalescing: at most one redraw per frame for live updates.
@@ -96,6 +102,7 @@ type Model struct {
 	help help.Model
 
 	sub     *focus.Subscription
+	subs    *subHolder
 	watchAt time.Time
 
 	tab      int
@@ -144,7 +151,10 @@ func New(opts Options) *Model {
 		}
 	}
 	d := &data{src: opts.Source, store: opts.Store, st: live.New(focus.State{}, opts.KeySeparator)}
-	m := &Model{opts: opts, c: c, d: d, km: DefaultKeyMap(), help: help.New(), timers: true, wait: waitEvents}
+	m := &Model{opts: opts, c: c, d: d, km: DefaultKeyMap(), help: help.New(), timers: true, wait: waitEvents, subs: &subHolder{}}
+	if opts.Context != nil {
+		context.AfterFunc(opts.Context, m.subs.close)
+	}
 	m.help.Styles = help.Styles{
 		ShortKey:       c.Styles.Label,
 		ShortDesc:      c.Styles.Help,
@@ -182,6 +192,47 @@ func (m *Model) views() [3]view { return [3]view{m.rooms, m.rejected, m.keysV} }
 func (m *Model) current() view  { return m.views()[m.tab] }
 
 var viewNames = [3]string{"Rooms", "Rejected", "Keys"}
+
+// Close ends the console's subscription to the focus. Safe to call from any
+// goroutine, more than once; call it once the program has ended (or set
+// Options.Context).
+func (m *Model) Close() { m.subs.close() }
+
+// subHolder keeps the current subscription for Close, which may come from
+// another goroutine than the program's.
+type subHolder struct {
+	mu     sync.Mutex
+	sub    *focus.Subscription
+	closed bool
+}
+
+func (h *subHolder) set(s *focus.Subscription) {
+	h.mu.Lock()
+	closed := h.closed
+	if !closed {
+		h.sub = s
+	}
+	h.mu.Unlock()
+	if closed {
+		s.Close()
+	}
+}
+
+func (h *subHolder) isClosed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closed
+}
+
+func (h *subHolder) close() {
+	h.mu.Lock()
+	h.closed = true
+	s := h.sub
+	h.mu.Unlock()
+	if s != nil {
+		s.Close()
+	}
+}
 
 // Init starts watching the focus and the clock.
 func (m *Model) Init() tea.Cmd {
@@ -262,6 +313,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			m.sub.Close()
 		}
 		m.sub = msg.sub
+		m.subs.set(msg.sub)
 		m.d.st = live.New(msg.st, m.opts.KeySeparator)
 		m.refresh()
 		return m, m.wait(msg.sub, time.Time{})
@@ -282,6 +334,9 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if storeChanged {
 			// The focus saw the key file change: read it too.
 			cmds = append(cmds, reloadStore(m.opts.Store))
+		}
+		if m.subs.isClosed() {
+			return m, tea.Batch(cmds...) // the console was closed: no more watching
 		}
 		if msg.closed || msg.dropped > 0 {
 			// The subscription lost events (or the source started over):

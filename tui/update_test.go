@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -474,5 +475,36 @@ func TestWaitEventsCoalesces(t *testing.T) {
 	msg = waitEvents(sub, time.Time{})().(eventsMsg)
 	if len(msg.events) != 0 || !msg.closed {
 		t.Fatalf("closed and drained: %d events, closed %v", len(msg.events), msg.closed)
+	}
+}
+
+// Close (or the end of Options.Context) takes the console off the focus's
+// bus, and the console does not watch again.
+func TestCloseEndsTheSubscription(t *testing.T) {
+	for _, viaContext := range []bool{false, true} {
+		t.Run("context="+strconv.FormatBool(viaContext), func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			f := newFixture(t, Options{Context: ctx})
+			f.startSync(t, 80, 24)
+			sub := f.m.sub
+			if viaContext {
+				cancel()
+			} else {
+				f.m.Close()
+			}
+			select {
+			case _, ok := <-sub.C:
+				if ok {
+					t.Fatal("subscription still delivering")
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("subscription not closed")
+			}
+			f.run(t, f.m.wait(sub, time.Time{}))
+			if f.m.sub != sub {
+				t.Error("the console watched again after Close")
+			}
+		})
 	}
 }

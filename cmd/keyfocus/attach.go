@@ -101,5 +101,6 @@ func (c *attachCommand) Run(ctx context.Context, args []string) error {
 		Source: client, Store: store, ReadOnly: c.readonly,
 		Mode: tui.ModeAttach, KeySeparator: c.roomKeySeparator, Logger: log,
 	})
+	defer m.Close()
 	return runProgram(ctx, m, c.env)
 }

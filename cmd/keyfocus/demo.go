@@ -164,6 +164,7 @@ func (c *demoCommand) Run(ctx context.Context, args []string) (err error) {
 			Source: f, Store: consoleStore, ReadOnly: c.readonly, Component: srv.Component,
 			Mode: tui.ModeDemo, Logger: log,
 		})
+		defer m.Close()
 		return runProgram(gctx, m, c.env)
 	})
 	err = g.Wait()

@@ -102,6 +102,7 @@ func (c *runCommand) console(ctx context.Context, log *slog.Logger, f *focus.Foc
 		Source: c.ops.auditedSource(f), Store: store, ReadOnly: c.readonly, Component: c.component,
 		Mode: tui.ModeRun, KeySeparator: c.roomKeySeparator, Logger: log,
 	})
+	defer m.Close()
 	if err := runProgram(ctx, m, c.env); err != nil {
 		return fmt.Errorf("console: %w", err)
 	}

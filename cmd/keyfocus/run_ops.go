@@ -159,7 +159,7 @@ func (o *opsFlags) sshConsole(s sshconsole.Session, c *runCommand, log *slog.Log
 	return tui.New(tui.Options{
 		Source: s.Source, Store: store, ReadOnly: s.ReadOnly || c.readonly, Renderer: s.Renderer,
 		Component: c.component, Mode: tui.ModeAttach, KeySeparator: c.roomKeySeparator,
-		Logger: log.With("ssh_key", s.Fingerprint),
+		Logger: log.With("ssh_key", s.Fingerprint), Context: s.Context,
 	})
 }
 
@@ -208,4 +208,24 @@ func versionString() string {
 		return bi.Main.Version
 	}
 	return "devel"
+}
+
+// consoleAudit is for a console in its own process (keyfocus attach): with
+// an audit log path (--audit / KEYFOCUS_AUDIT) it opens the log and wraps the
+// console's key store and Source, so that its key edits and operator actions
+// are on record with the local user. close closes the log. Without a path it
+// returns store and src unchanged.
+func consoleAudit(path string, store tui.KeyStore, src focus.Source) (tui.KeyStore, focus.Source, func(), error) {
+	if path == "" {
+		return store, src, func() {}, nil
+	}
+	l, err := audit.Open(path)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	actor := audit.LocalActor()
+	if store != nil {
+		store = audit.AuditedStore(store, l, actor, audit.ViaConsole)
+	}
+	return store, audit.OperatorSource(src, l, actor, audit.ViaConsole), func() { l.Close() }, nil
 }
