@@ -347,3 +347,27 @@ func TestKeysCheck(t *testing.T) {
 		t.Error("check created the file")
 	}
 }
+
+// A file with errors: every command that needs its keys refuses with the
+// error's FILE:LINE, and nothing is written.
+func TestKeysBrokenFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.properties")
+	content := "a=A\nb=; rooms=x\n"
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"list"},
+		{"add", "--name", "New"},
+		{"revoke", "A"},
+		{"edit", "A", "--name", "B"},
+	} {
+		code, stdout, stderr := keysRun(t, nil, append([]string{"keys", "--keys", path}, args...)...)
+		if code != 1 || stdout != "" || !strings.Contains(stderr, path+":2: ") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 1 and the error at line 2", args, code, stdout, stderr)
+		}
+	}
+	if fileText(t, path) != content {
+		t.Error("the broken file was changed")
+	}
+}
