@@ -98,7 +98,7 @@ func (s *source) EndRoom(ctx context.Context, room, reason string) error {
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // serve starts a Server for src on a fresh socket and returns its path.
-func serve(t *testing.T, src focus.Source, srv *Server) (string, context.CancelFunc) {
+func serve(t testing.TB, src focus.Source, srv *Server) (string, context.CancelFunc) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "focus.sock")
 	ln, err := Listen(path, ListenConfig{})
@@ -126,7 +126,7 @@ func serve(t *testing.T, src focus.Source, srv *Server) (string, context.CancelF
 	return path, func() { once.Do(stop) }
 }
 
-func dial(t *testing.T, path string) *Client {
+func dial(t testing.TB, path string) *Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
