@@ -21,6 +21,7 @@ type attachCommand struct {
 	readonly         bool
 	roomKeySeparator string
 	logFile          string
+	audit            string // record this console's edits and actions (run_ops.go consoleAudit)
 }
 
 func newAttachCommand(e env) command { return &attachCommand{env: e} }
@@ -38,6 +39,7 @@ func (c *attachCommand) flags() *flag.FlagSet {
 	str(&c.keysPath, "keys", "", "the key file to show and edit (default: the one the focus uses)")
 	str(&c.roomKeySeparator, "room-key-separator", "=", "the focus's KEY<sep>NAME separator (keys in room names are masked)")
 	str(&c.logFile, "log-file", defaultLogFile(c.env.Getenv, "attach"), "where this console logs (the terminal is the console's)")
+	str(&c.audit, "audit", "", "the focus's audit log: this console's key edits and operator actions go on record with your user name")
 	def := false
 	switch strings.ToLower(c.env.Getenv(envName("readonly"))) {
 	case "1", "true", "yes", "on":
@@ -96,9 +98,14 @@ func (c *attachCommand) Run(ctx context.Context, args []string) error {
 	} else {
 		store = s
 	}
+	store, src, closeAudit, err := consoleAudit(c.audit, store, client)
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
 	log.Info("attach: console started", "socket", c.socket, "keys", path, "readonly", c.readonly)
 	m := tui.New(tui.Options{
-		Source: client, Store: store, ReadOnly: c.readonly,
+		Source: src, Store: store, ReadOnly: c.readonly,
 		Mode: tui.ModeAttach, KeySeparator: c.roomKeySeparator, Logger: log,
 	})
 	defer m.Close()

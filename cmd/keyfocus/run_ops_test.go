@@ -596,3 +596,36 @@ func TestKeysCLIAuditedWhileFocusRuns(t *testing.T) {
 		t.Fatal("the key reached the audit log")
 	}
 }
+
+// consoleAudit (keyfocus attach --audit): the console's key edits go on
+// record with the local user; without a path nothing is wrapped.
+func TestConsoleAudit(t *testing.T) {
+	dir := t.TempDir()
+	ks, err := keys.Open(filepath.Join(dir, "keys.properties"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _, closeFn, err := consoleAudit("", ks, nil)
+	if err != nil || st != ks {
+		t.Fatalf("without a path: store %v, err %v", st, err)
+	}
+	closeFn()
+	if _, _, _, err := consoleAudit(filepath.Join(dir, "no", "audit.jsonl"), ks, nil); err == nil {
+		t.Fatal("an audit log that cannot be opened was accepted")
+	}
+	path := filepath.Join(dir, "audit.jsonl")
+	st, _, closeFn, err = consoleAudit(path, ks, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn()
+	_, e, err := st.Add(keys.Spec{Name: "Attach Co"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, _ := audit.Tail(path, 10)
+	if len(recs) != 1 || recs[0].Event != audit.KeyAdded || recs[0].Fingerprint != e.Fingerprint ||
+		recs[0].Actor != audit.LocalActor() || recs[0].Via != audit.ViaConsole {
+		t.Fatalf("records = %+v", recs)
+	}
+}
