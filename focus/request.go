@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
-	"mellium.im/xmpp/jid"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/keyfocus/keyfocus/keys"
 )
@@ -144,19 +146,16 @@ func (f *Focus) conference(c *conn, iq, conf *xmppEl) []*xmppEl {
 		f.refuseLog(from, "", ReasonBadRequest, 0, "")
 		return []*xmppEl{errorReply(iq, "modify", "bad-request", "The conference request has no room attribute", echo)}
 	}
-	rj, err := jid.Parse(roomAttr)
-	if err != nil || rj.Localpart() == "" || rj.Resourcepart() != "" || !strings.EqualFold(rj.Domainpart(), f.cfg.MUC) {
+	local, ok := roomLocal(roomAttr, f.cfg.MUC)
+	if !ok {
 		f.refuseLog(from, roomAttr, ReasonBadRequest, 0, "")
 		return []*xmppEl{errorReply(iq, "modify", "bad-request", "The room must be a bare room JID on "+f.cfg.MUC, echo)}
 	}
-	requester, err := jid.Parse(from)
-	if err != nil {
+	bare := bareOf(from)
+	if bare == "" || strings.HasPrefix(bare, "@") {
 		return []*xmppEl{errorReply(iq, "modify", "bad-request", "Bad sender address", echo)}
 	}
-	bare := strings.ToLower(requester.Bare().String())
-	local := strings.ToLower(rj.Localpart())
 	roomJID := local + "@" + f.cfg.MUC
-	echo.SetAttr("room", roomAttr)
 	now := f.now()
 
 	refuse := func(reason string, code int, text, fp string) []*xmppEl {
@@ -265,6 +264,29 @@ func (f *Focus) refuseLog(from, room, reason string, code int, fp string) {
 	f.recordRefusalLocked(Rejection{Time: f.now(), Requester: from, Room: room, Reason: reason, Code: code, Fingerprint: fp})
 	f.mu.Unlock()
 }
+
+// roomLocal checks that room is a bare JID on the MUC host and returns its
+// local part as Prosody stores it (lower case, NFKC: what nodeprep does to
+// the names Jitsi uses). Any Unicode a Jitsi room name may hold is fine;
+// what a JID local part may not contain is refused.
+func roomLocal(room, muc string) (string, bool) {
+	at := strings.LastIndexByte(room, '@')
+	if at <= 0 || !strings.EqualFold(room[at+1:], muc) {
+		return "", false
+	}
+	local := normLocal(room[:at])
+	if local == "" || len(local) > 1023 || !utf8.ValidString(local) {
+		return "", false
+	}
+	for _, r := range local {
+		if strings.ContainsRune("\"&'/:<>@", r) || unicode.IsSpace(r) || unicode.IsControl(r) {
+			return "", false
+		}
+	}
+	return local, true
+}
+
+func normLocal(s string) string { return norm.NFKC.String(strings.ToLower(s)) }
 
 // logRoom is how a room appears in logs: in the room-prefix form the local
 // part starts with a client key, which is replaced by that key's fingerprint.

@@ -2,6 +2,7 @@ package focus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -239,7 +240,7 @@ func (f *Focus) setupRoom(c *conn, r *room, fresh bool) {
 		if r.admitted[w.adm.JID] == w.adm {
 			delete(r.admitted, w.adm.JID)
 		}
-		replies = append(replies, errorReply(w.iq, "wait", "service-unavailable", "The conference could not be set up. Please Retry", nil))
+		replies = append(replies, f.setupFailedReplyLocked(w, err))
 	}
 	if err != nil {
 		f.log.Error("could not set up room", "room", f.logRoom(r.jid), "err", err)
@@ -248,7 +249,7 @@ func (f *Focus) setupRoom(c *conn, r *room, fresh bool) {
 		}
 		// Requests that queued meanwhile fail too.
 		for _, w := range r.waiters {
-			replies = append(replies, errorReply(w.iq, "wait", "service-unavailable", "The conference could not be set up. Please Retry", nil))
+			replies = append(replies, f.setupFailedReplyLocked(w, err))
 		}
 		r.waiters = nil
 		f.mu.Unlock()
@@ -278,6 +279,19 @@ func (f *Focus) setupRoom(c *conn, r *room, fresh bool) {
 	f.markDirty()
 	f.mu.Unlock()
 	_ = c.send(context.Background(), append(replies, lateOut...)...)
+}
+
+// setupFailedReplyLocked answers a request whose room could not be set up.
+// A name Prosody refuses for a room (its strict nodeprep) is a bad request;
+// anything else is worth a retry.
+func (f *Focus) setupFailedReplyLocked(w *pendingReq, err error) *xmppEl {
+	echo := newEl(nsFocus, "conference", "room", w.iq.First().Get("room"))
+	var ie *iqError
+	if errors.As(err, &ie) && ie.Condition == "jid-malformed" {
+		f.recordRefusalLocked(Rejection{Time: f.now(), Requester: w.iq.Get("from"), Room: w.iq.First().Get("room"), Reason: ReasonBadRequest, Fingerprint: w.adm.Fingerprint})
+		return errorReply(w.iq, "modify", "bad-request", "This room name is not valid on this server", echo)
+	}
+	return errorReply(w.iq, "wait", "service-unavailable", "The conference could not be set up. Please Retry", echo)
 }
 
 // grantAndReplyLocked admits w to the ready room r: a new member gets the
@@ -380,7 +394,10 @@ func (f *Focus) handlePresence(c *conn, el *xmppEl) {
 	if slash < 0 {
 		return
 	}
-	roomJID, nick := strings.ToLower(from[:slash]), from[slash+1:]
+	roomJID, nick := from[:slash], from[slash+1:]
+	if at := strings.LastIndexByte(roomJID, '@'); at > 0 {
+		roomJID = normLocal(roomJID[:at]) + "@" + strings.ToLower(roomJID[at+1:])
+	}
 	typ := el.Get("type")
 	x := el.Child(nsMUCUser, "x")
 	item := x.Child("", "item")
