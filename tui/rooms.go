@@ -149,11 +149,16 @@ func (v *roomsView) Refresh() {
 	v.rooms.SetRows(len(v.rows))
 	// Keep the cursor on the same room when it is still there.
 	if v.selected != "" {
+		found := false
 		for i, r := range v.rows {
 			if r.Name == v.selected {
 				v.rooms.Select(i)
+				found = true
 				break
 			}
+		}
+		if !found && v.inMember {
+			v.setMemberPane(false) // the room ended under the operator's eyes
 		}
 	}
 	v.syncSelected()

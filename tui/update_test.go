@@ -86,6 +86,11 @@ func TestUpdateKeys(t *testing.T) {
 				t.Fatalf("dialog = %+v", f.m.dialog)
 			}
 		}},
+		{name: "end room from the members pane leaves the pane", keys: []string{"G", "enter", "X", "y"}, check: func(t *testing.T, f *fixture) {
+			if f.m.rooms.inMember || f.m.rooms.selected == standup {
+				t.Errorf("inMember=%v selected=%s", f.m.rooms.inMember, f.m.rooms.selected)
+			}
+		}},
 		{name: "end room confirmed", keys: []string{"G", "X", "y"}, check: func(t *testing.T, f *fixture) {
 			if got := f.src.Actions(); !slices.Equal(got, []string{"end " + standup}) {
 				t.Errorf("actions = %v", got)
