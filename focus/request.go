@@ -279,11 +279,19 @@ func roomLocal(room, muc string) (string, bool) {
 		return "", false
 	}
 	for _, r := range local {
-		if strings.ContainsRune("\"&'/:<>@", r) || unicode.IsSpace(r) || unicode.IsControl(r) {
+		if strings.ContainsRune("\"&'/:<>@", r) || unicode.IsSpace(r) || unicode.IsControl(r) ||
+			unicode.Is(unicode.Cf, r) || mappedToNothing(r) {
+			// Format characters and what nodeprep silently drops would make
+			// the room we manage differ from the room Prosody holds.
 			return "", false
 		}
 	}
 	return local, true
+}
+
+// mappedToNothing: the non-format characters of RFC 3454 table B.1.
+func mappedToNothing(r rune) bool {
+	return r == 0x034F || (r >= 0x180B && r <= 0x180D) || (r >= 0xFE00 && r <= 0xFE0F)
 }
 
 func normLocal(s string) string { return norm.NFKC.String(strings.ToLower(s)) }
