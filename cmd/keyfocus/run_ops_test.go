@@ -193,6 +193,25 @@ func (r *opsRun) waitNote(lines ...string) string {
 	}
 }
 
+// waitNoteContaining waits for a systemd notification containing text.
+func (r *opsRun) waitNoteContaining(text string) {
+	r.t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case n, ok := <-r.notes:
+			if !ok {
+				r.t.Fatal("notify socket closed")
+			}
+			if strings.Contains(n, text) {
+				return
+			}
+		case <-timeout:
+			r.t.Fatalf("no notification containing %q", text)
+		}
+	}
+}
+
 func (r *opsRun) get(path string) (int, string) {
 	r.t.Helper()
 	resp, err := http.Get(r.httpURL + path)
@@ -306,6 +325,8 @@ func TestRunOperations(t *testing.T) {
 	if v := r.metric("keyfocus_conference_request_duration_seconds_count"); v != 1 {
 		t.Fatalf("latency histogram count = %v", v)
 	}
+	// systemctl status shows the live state.
+	r.waitNoteContaining("STATUS=" + r.srv.Component + " connected; 1 rooms, 0 members; 1 keys")
 	fp := keys.Fingerprint("kf_opsopsopsops")
 	r.waitAudit("the admission", func(a audit.Record) bool {
 		return a.Event == audit.Admitted && a.Fingerprint == fp && a.Client == "Ops Ltd"
