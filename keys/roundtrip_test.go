@@ -127,6 +127,12 @@ func FuzzParseSaveParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d := parse("f", data)
+		lines := 1 + bytes.Count(data, []byte{'\n'}) + bytes.Count(data, []byte{'\r'})
+		for _, e := range append(d.errs, d.warns...) {
+			if e.Line < 1 || e.Line > lines || e.File != "f" {
+				t.Fatalf("problem at line %d of a %d-line file: %v", e.Line, lines, e)
+			}
+		}
 		if len(d.errs) > 0 {
 			return
 		}
