@@ -107,6 +107,11 @@ func (e *testEnv) startFocus(mod func(*Config)) *Focus {
 	_, e.sub = f.Watch(4096)
 	go func() { e.done <- f.Run(ctx) }()
 	e.t.Cleanup(e.stopFocus)
+	e.t.Cleanup(func() {
+		if e.t.Failed() {
+			e.t.Logf("focus log:\n%s", e.logs.String())
+		}
+	})
 	select {
 	case <-f.Ready():
 	case err := <-e.done:
