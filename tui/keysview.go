@@ -65,6 +65,8 @@ type keysView struct {
 	built  bool
 	width  int
 	height int
+	// auditRows is the height of the audit pane under the table (audit.go).
+	auditRows int
 
 	form *keyForm
 	// newKey is a key just generated, shown once; cleared when closed.
@@ -98,7 +100,8 @@ func (v *keysView) Init() tea.Cmd { return nil }
 
 func (v *keysView) SetSize(w, h int) {
 	v.width, v.height = w, h
-	v.tbl.SetSize(w, h)
+	v.auditRows = auditPaneRows(v.d, h)
+	v.tbl.SetSize(w, h-v.auditRows)
 	if v.form != nil {
 		v.form.SetWidth(w)
 	}
@@ -353,7 +356,7 @@ func (v *keysView) View() string {
 		return st.Dim.Render(wrap(msg+". Start the console with --keys FILE to see and edit keys.", v.width))
 	}
 	now := v.c.Now()
-	return v.tbl.View(st, func(row, col int) string {
+	tbl := v.tbl.View(st, func(row, col int) string {
 		e := v.rows[row]
 		switch col {
 		case 0:
@@ -382,6 +385,10 @@ func (v *keysView) View() string {
 			return strconv.Itoa(v.d.st.ByKey[e.Fingerprint])
 		}
 	}, emptyText(v.filter, "no keys yet: press a to add one"))
+	if v.auditRows > 0 {
+		tbl += "\n" + auditPaneView(v.c, v.d, v.width, v.auditRows)
+	}
+	return tbl
 }
 
 func (v *keysView) newKeyView() string {

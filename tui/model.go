@@ -81,6 +81,11 @@ type Options struct {
 	Copy func(string) error
 	// Logger gets the outcome of operator actions (never the terminal).
 	Logger *slog.Logger
+	// AuditTail returns the last n lines of the audit log, oldest first, one
+	// short line each (keyfocus uses audit.Tail and audit.Line). Set, the
+	// Keys view shows them under the keys when the terminal is tall enough,
+	// read again every second while the view is shown. Nil: no audit pane.
+	AuditTail func(n int) ([]string, error)
 	// Context, when set, ends the console's subscription to the focus when
 	// it is done (e.g. the ssh session's context). Otherwise call Close once
 	// the program has ended, or the subscription stays on the focus's bus.
@@ -150,7 +155,7 @@ func New(opts Options) *Model {
 			return nil
 		}
 	}
-	d := &data{src: opts.Source, store: opts.Store, st: live.New(focus.State{}, opts.KeySeparator)}
+	d := &data{src: opts.Source, store: opts.Store, st: live.New(focus.State{}, opts.KeySeparator), auditTail: opts.AuditTail}
 	m := &Model{opts: opts, c: c, d: d, km: DefaultKeyMap(), help: help.New(), timers: true, wait: waitEvents, subs: &subHolder{}}
 	if opts.Context != nil {
 		context.AfterFunc(opts.Context, m.subs.close)
@@ -355,7 +360,17 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, tea.Batch(cmds...)
 
 	case tickMsg:
+		if m.tab == 2 {
+			return m, tea.Batch(m.tick(), loadAudit(m.d, m.keysV.auditRows-1))
+		}
 		return m, m.tick()
+
+	case auditMsg:
+		m.d.audit, m.d.auditErr = msg.lines, ""
+		if msg.err != nil {
+			m.d.auditErr = "cannot read: " + msg.err.Error()
+		}
+		return m, nil
 
 	case storeMsg:
 		if msg.snap != nil {

@@ -33,6 +33,11 @@ type data struct {
 	storeErr string
 	// notice is the console store's last notice (e.g. a mass revocation).
 	notice string
+	// auditTail reads the audit log's last lines (Options.AuditTail); audit
+	// is what it last returned (audit.go).
+	auditTail func(n int) ([]string, error)
+	audit     []string
+	auditErr  string
 }
 
 // watchedMsg carries a fresh State and its subscription.

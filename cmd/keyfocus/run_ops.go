@@ -159,7 +159,7 @@ func (o *opsFlags) sshConsole(s sshconsole.Session, c *runCommand, log *slog.Log
 	return tui.New(tui.Options{
 		Source: s.Source, Store: store, ReadOnly: s.ReadOnly || c.readonly, Renderer: s.Renderer,
 		Component: c.component, Mode: tui.ModeAttach, KeySeparator: c.roomKeySeparator,
-		Logger: log.With("ssh_key", s.Fingerprint), Context: s.Context,
+		Logger: log.With("ssh_key", s.Fingerprint), Context: s.Context, AuditTail: auditTail(o.audit),
 	})
 }
 
@@ -228,4 +228,20 @@ func consoleAudit(path string, store tui.KeyStore, src focus.Source) (tui.KeySto
 		store = audit.AuditedStore(store, l, actor, audit.ViaConsole)
 	}
 	return store, audit.OperatorSource(src, l, actor, audit.ViaConsole), func() { l.Close() }, nil
+}
+
+// auditTail is a console's Options.AuditTail for the audit log at path: the
+// last n records as short lines (nil without a path: no audit pane).
+func auditTail(path string) func(n int) ([]string, error) {
+	if path == "" {
+		return nil
+	}
+	return func(n int) ([]string, error) {
+		recs, err := audit.Tail(path, n)
+		lines := make([]string, len(recs))
+		for i, r := range recs {
+			lines[i] = audit.Line(r, nil)
+		}
+		return lines, err
+	}
 }

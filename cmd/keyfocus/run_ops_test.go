@@ -499,6 +499,10 @@ func TestRunSSHConsole(t *testing.T) {
 		t.Fatalf("ssh key edit recorded as %+v", rec)
 	}
 	r.waitMetric(`keyfocus_key_changes_total{change="added"}`, 1) // the focus saw it
+	// Close the new key's panel: the Keys view's audit pane shows the edit.
+	sc.send("\r")
+	sc.waitFor("AUDIT LOG")
+	sc.waitFor(`key added "Ssh Made" [` + rec.Fingerprint + `] by ssh:SHA256:`)
 	sc.c.Close()
 	r.waitAudit("the admin session's end", func(a audit.Record) bool { return a.Event == audit.SSHSessionEnd && a.Fingerprint == adminFP })
 
