@@ -228,6 +228,15 @@ func TestActions(t *testing.T) {
 		{"end unknown room", func(c *Client) error {
 			return c.EndRoom(context.Background(), "nope@conference.meet.example", "")
 		}, `no room "nope@conference.meet.example"`, "end nope@conference.meet.example "},
+		{"end a room that is not a JID", func(c *Client) error {
+			return c.EndRoom(context.Background(), " 0000", "")
+		}, "is not a room", ""},
+		{"end a room with a resource", func(c *Client) error {
+			return c.EndRoom(context.Background(), "r@conference.meet.example/focus", "")
+		}, "is not a room", ""},
+		{"remove with a blank nick", func(c *Client) error {
+			return c.RemoveMember(context.Background(), "standup@conference.meet.example", " ", "")
+		}, "needs the member's nick", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -244,7 +253,10 @@ func TestActions(t *testing.T) {
 			src.mu.Lock()
 			got := src.actions
 			src.mu.Unlock()
-			if len(got) != 1 || got[0] != tt.action {
+			if tt.action == "" && len(got) != 0 {
+				t.Errorf("actions = %q, want none", got)
+			}
+			if tt.action != "" && (len(got) != 1 || got[0] != tt.action) {
 				t.Errorf("actions = %q, want [%q]", got, tt.action)
 			}
 		})

@@ -12,9 +12,11 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/keyfocus/keyfocus/focus"
 )
@@ -166,14 +168,17 @@ func (s *Server) act(ctx context.Context, log *slog.Logger, req message) error {
 	defer cancel()
 	switch req.Type {
 	case TypeRemoveMember:
-		if req.Room == "" || req.Nick == "" {
-			return errors.New("remove_member needs room and nick")
+		if err := checkRoom(req.Room); err != nil {
+			return err
+		}
+		if strings.TrimSpace(req.Nick) == "" || strings.IndexFunc(req.Nick, unicode.IsControl) >= 0 {
+			return errors.New("remove_member needs the member's nick")
 		}
 		log.Info("operator action: remove member", "room", req.Room, "nick", req.Nick)
 		return s.Source.RemoveMember(ctx, req.Room, req.Nick, req.Reason)
 	case TypeEndRoom:
-		if req.Room == "" {
-			return errors.New("end_room needs room")
+		if err := checkRoom(req.Room); err != nil {
+			return err
 		}
 		log.Info("operator action: end room", "room", req.Room)
 		return s.Source.EndRoom(ctx, req.Room, req.Reason)
@@ -246,6 +251,17 @@ func (s *Server) write(ctx context.Context, c net.Conn, replies <-chan message) 
 			}
 		}
 	}
+}
+
+// checkRoom accepts a bare room JID (local@domain): no resource, no spaces
+// or control characters, which no room JID has.
+func checkRoom(room string) error {
+	local, domain, ok := strings.Cut(room, "@")
+	if !ok || local == "" || domain == "" || strings.Contains(room, "/") ||
+		strings.IndexFunc(room, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		return fmt.Errorf("%q is not a room: want the bare room JID, e.g. standup@conference.meet.example", room)
+	}
+	return nil
 }
 
 // absStore makes the key file path absolute: the console that attaches runs
