@@ -78,6 +78,13 @@ func (a *Auditor) Run(ctx context.Context, src focus.Source) error {
 	}
 	_, sub := src.Watch(bufSize)
 	defer sub.Close()
+	if base != nil {
+		// Changes made while no focus was running cannot be attributed: say
+		// what the focus started with.
+		if err := a.Log.Write(Record{Event: StoreLoaded, Keys: keysPath, Count: base.Len(), Reason: "focus started"}); err != nil {
+			log.Error("audit log write failed", "err", err)
+		}
+	}
 
 	claims := map[claimKey][]claim{}
 	var pending []pendingChange

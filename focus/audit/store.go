@@ -128,7 +128,10 @@ func Line(r Record, loc *time.Location) string {
 	if r.Reason != "" {
 		add("— " + r.Reason)
 	}
-	if r.Count > 0 {
+	switch {
+	case r.Event == StoreLoaded:
+		add(fmt.Sprintf("(%d keys)", r.Count))
+	case r.Count > 0:
 		add(fmt.Sprintf("x%d", r.Count))
 	}
 	if r.Error != "" {

@@ -182,6 +182,7 @@ func TestLine(t *testing.T) {
 		{Record{Time: at, Event: OperatorAction, Action: "end_room", Room: "r@c", Error: "no such room", Actor: "ssh:SHA256:x"}, `12-04 20:01:02  operator end_room r@c FAILED: no such room by ssh:SHA256:x`},
 		{Record{Time: at, Event: SSHSessionStart, Fingerprint: "SHA256:abc", Action: "read-only", Actor: "ssh:SHA256:abc"}, `12-04 20:01:02  ssh login read-only by ssh:SHA256:abc`},
 		{Record{Time: at, Event: "future_kind"}, `12-04 20:01:02  future_kind`},
+		{Record{Time: at, Event: StoreLoaded, Count: 42, Reason: "focus started"}, `12-04 20:01:02  keys loaded — focus started (42 keys)`},
 	}
 	for _, tt := range tests {
 		if got := Line(tt.r, time.UTC); got != tt.want {
