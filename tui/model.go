@@ -155,7 +155,7 @@ func New(opts Options) *Model {
 			return nil
 		}
 	}
-	d := &data{src: opts.Source, store: opts.Store, st: live.New(focus.State{}, opts.KeySeparator), auditTail: opts.AuditTail}
+	d := &data{src: opts.Source, store: opts.Store, log: opts.Logger, st: live.New(focus.State{}, opts.KeySeparator), auditTail: opts.AuditTail}
 	m := &Model{opts: opts, c: c, d: d, km: DefaultKeyMap(), help: help.New(), timers: true, wait: waitEvents, subs: &subHolder{}}
 	if opts.Context != nil {
 		context.AfterFunc(opts.Context, m.subs.close)
@@ -392,10 +392,8 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 
 	case actionDoneMsg:
 		if msg.err != nil {
-			m.opts.Logger.Warn("operator action failed", "action", msg.what, "err", msg.err)
 			return m, flash(strings.SplitN(msg.what, " ", 2)[0]+" failed: "+msg.err.Error(), true)
 		}
-		m.opts.Logger.Info("operator action", "action", msg.what)
 		return m, flash(msg.what, false)
 
 	case flashMsg:

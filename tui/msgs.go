@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"log/slog"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
@@ -26,6 +27,7 @@ var _ KeyStore = (*keys.Store)(nil)
 // data is what the views read: the live focus state and the key snapshot.
 type data struct {
 	src   focus.Source
+	log   *slog.Logger // written from commands only, never from Update or View
 	st    *live.State
 	snap  *keys.Snapshot
 	store KeyStore
@@ -84,6 +86,17 @@ type flashExpiredMsg struct{ id int }
 type actionDoneMsg struct {
 	what string
 	err  error
+}
+
+// logAction logs an operator action's outcome (from its command) and
+// returns the message for Update.
+func logAction(log *slog.Logger, what string, err error) actionDoneMsg {
+	if err != nil {
+		log.Warn("operator action failed", "action", what, "err", err)
+	} else {
+		log.Info("operator action", "action", what)
+	}
+	return actionDoneMsg{what: what, err: err}
 }
 
 func flash(text string, isErr bool) tea.Cmd {

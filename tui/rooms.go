@@ -293,7 +293,7 @@ func (v *roomsView) confirmRemoveMember() tea.Cmd {
 	if m == nil {
 		return flash("this room has no members", true)
 	}
-	src := v.d.src
+	src, log := v.d.src, v.d.log
 	room, nick, display := r.Name, m.Nick, r.Display
 	body := fmt.Sprintf("%s (%s) will be kicked out of %s now.\nTheir key stays valid: they can come back. Revoke the key (Keys view) to keep them out.",
 		m.Nick, clientOf(m), display)
@@ -305,7 +305,7 @@ func (v *roomsView) confirmRemoveMember() tea.Cmd {
 				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 				defer cancel()
 				err := src.RemoveMember(ctx, room, nick, "removed by an operator")
-				return actionDoneMsg{what: "removed " + nick + " from " + display, err: err}
+				return logAction(log, "removed "+nick+" from "+display, err)
 			},
 		}
 	}
@@ -316,7 +316,7 @@ func (v *roomsView) confirmEndRoom() tea.Cmd {
 	if r == nil {
 		return flash("no room selected", true)
 	}
-	src := v.d.src
+	src, log := v.d.src, v.d.log
 	room, display := r.Name, r.Display
 	var body string
 	if n := len(r.Members); n == 0 {
@@ -332,7 +332,7 @@ func (v *roomsView) confirmEndRoom() tea.Cmd {
 				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 				defer cancel()
 				err := src.EndRoom(ctx, room, "ended by an operator")
-				return actionDoneMsg{what: "ended " + display, err: err}
+				return logAction(log, "ended "+display, err)
 			},
 		}
 	}
