@@ -654,3 +654,81 @@ func TestConsoleAudit(t *testing.T) {
 		t.Fatalf("records = %+v", recs)
 	}
 }
+
+// READY=1 waits for the connection: with Prosody not up yet, health says
+// why and systemd hears nothing but status; once Prosody is up, READY=1.
+func TestRunReadyOnlyOnceConnected(t *testing.T) {
+	dir := t.TempDir()
+	free := func() int {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().(*net.TCPAddr).Port
+	}
+	c2s, comp := free(), free()
+	secret := "ready-test-secret"
+	keysPath := filepath.Join(dir, "keys.properties")
+	os.WriteFile(keysPath, []byte("kf_readyreadyready=Ready Co\n"), 0o600)
+	sock := filepath.Join(dir, "notify.sock")
+	nc, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	notes := make(chan string, 64)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := nc.Read(buf)
+			if err != nil {
+				close(notes)
+				return
+			}
+			notes <- string(buf[:n])
+		}
+	}()
+	vars := map[string]string{
+		"KEYFOCUS_XMPP_ADDR": "127.0.0.1:" + strconv.Itoa(comp), "KEYFOCUS_COMPONENT": "focus.meet.example", "KEYFOCUS_MUC": "conference.meet.example",
+		"KEYFOCUS_KEYS": keysPath, "KEYFOCUS_SECRET": secret, "KEYFOCUS_HEADLESS": "1", "KEYFOCUS_HTTP": "127.0.0.1:0",
+		"NOTIFY_SOCKET": sock,
+	}
+	stderr := &syncBuffer{}
+	e := env{Stdin: strings.NewReader(""), Stdout: &bytes.Buffer{}, Stderr: stderr, Getenv: func(k string) string { return vars[k] }}
+	sigs := make(chan chan<- os.Signal, 1)
+	c := newRunCommand(e).(*runCommand)
+	c.signals = func(ch chan<- os.Signal) { sigs <- ch }
+	c.forceExit = func(int) { t.Error("forced exit") }
+	r := &opsRun{t: t, stderr: stderr, done: make(chan error, 1), notes: notes}
+	go func() { r.done <- c.Run(context.Background(), nil) }()
+	r.sig = <-sigs
+	t.Cleanup(func() {
+		if err := r.stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	r.httpURL = "http://" + r.logField("health and metrics", "addr")
+	r.waitHTTP("/about/health", 503, "not connected to Prosody (reconnecting, attempt")
+	// Systemd has heard nothing that says ready.
+	for drained := false; !drained; {
+		select {
+		case n := <-notes:
+			if strings.Contains(n, "READY=1") {
+				t.Fatalf("READY=1 before the focus connected: %q", n)
+			}
+		default:
+			drained = true
+		}
+	}
+	srv, err := prosody.Start(context.Background(), prosody.Options{Dir: t.TempDir(), C2SPort: c2s, ComponentPort: comp, Secret: secret})
+	if errors.Is(err, prosody.ErrNotFound) {
+		t.Skip("prosody not installed")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	r.waitNote("READY=1")
+	r.waitHTTP("/about/health", 200, "ok")
+}
