@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
@@ -81,7 +82,7 @@ func newKeysView(c *common.Common, d *data, copyFn func(string) error) *keysView
 		column{Title: "CLIENT", Flex: true, Min: 10},
 		column{Title: "KEY", Width: 8},
 		column{Title: "ROOMS", Flex: true, Min: 8},
-		column{Title: "EXPIRES", Width: 10},
+		column{Title: "EXPIRES", Width: 16},
 		column{Title: "LIMIT", Width: 5, Right: true},
 		column{Title: "NOW", Width: 4, Right: true},
 	)}
@@ -375,7 +376,7 @@ func (v *keysView) View() string {
 			case e.Expired(now):
 				return "EXPIRED"
 			}
-			return keys.FormatExpires(e.Expires)
+			return expiresText(e.Expires)
 		case 4:
 			if e.MaxParticipants == 0 {
 				return "-"
@@ -422,4 +423,13 @@ func (v *keysView) FullHelp() [][]key.Binding {
 		return v.form.FullHelp()
 	}
 	return [][]key.Binding{v.km.bindings(), {v.km.Add, v.km.Edit, v.km.Revoke, v.km.Reload}}
+}
+
+// expiresText is a date when the key expires at the end of a day (how dates
+// are written in the key file), else the UTC time to the minute.
+func expiresText(t time.Time) string {
+	if f := keys.FormatExpires(t); len(f) <= 10 {
+		return f
+	}
+	return t.UTC().Format("2006-01-02 15:04Z")
 }

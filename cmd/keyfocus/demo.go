@@ -202,7 +202,7 @@ func writeDemoKeys(path string, log *slog.Logger) ([]demoKey, error) {
 	specs := []keys.Spec{
 		{Name: "Acme Corp", Rooms: []string{"demo-1", "demo-2"}},
 		{Name: "Globex", MaxParticipants: 3},
-		{Name: "Initech", Expires: time.Now().AddDate(1, 0, 0)},
+		{Name: "Initech", Expires: endOfDay(time.Now().AddDate(1, 0, 0))},
 	}
 	var out []demoKey
 	for _, sp := range specs {
@@ -273,4 +273,13 @@ func (c *demoCommand) simulate(ctx context.Context, srv *prosody.Server, demoKey
 		return nil
 	}
 	return err
+}
+
+// endOfDay is the expiry a date means in the key file: the end of that day, UTC.
+func endOfDay(t time.Time) time.Time {
+	d, err := keys.ParseExpires(t.UTC().Format("2006-01-02"))
+	if err != nil {
+		return t
+	}
+	return d
 }
