@@ -38,8 +38,8 @@ type rejectedView struct {
 func newRejectedView(c *common.Common, d *data) *rejectedView {
 	return &rejectedView{c: c, d: d, km: DefaultRejectedKeyMap(), tbl: newTable(
 		column{Title: "TIME", Width: 8},
-		column{Title: "REQUESTER", Flex: true, Min: 10},
-		column{Title: "ROOM", Flex: true, Min: 10},
+		column{Title: "REQUESTER", Flex: true, Min: 10, Weight: 3},
+		column{Title: "ROOM", Flex: true, Min: 10, Weight: 2},
 		column{Title: "REASON", Width: 16},
 		column{Title: "CODE", Width: 4, Right: true},
 		column{Title: "KEY", Width: 8},

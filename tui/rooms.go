@@ -73,9 +73,9 @@ type roomsView struct {
 func newRoomsView(c *common.Common, d *data) *roomsView {
 	v := &roomsView{c: c, d: d, km: DefaultRoomsKeyMap()}
 	v.rooms = newTable(
-		column{Title: "ROOM", Flex: true, Min: 12},
+		column{Title: "ROOM", Flex: true, Min: 12, Weight: 3},
 		column{Title: "MEMBERS", Width: 7, Right: true},
-		column{Title: "KEYS IN USE", Flex: true, Min: 10},
+		column{Title: "KEYS IN USE", Flex: true, Min: 10, Weight: 2},
 		column{Title: "AGE", Width: 7, Right: true},
 	)
 	v.members = newTable(

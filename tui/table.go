@@ -10,11 +10,12 @@ import (
 // column is one column of a table. Fixed columns have Width; flex columns
 // share what is left (at least Min each).
 type column struct {
-	Title string
-	Width int
-	Flex  bool
-	Min   int
-	Right bool
+	Title  string
+	Width  int
+	Flex   bool
+	Min    int
+	Weight int // share of the flexible width (default 1)
+	Right  bool
 }
 
 // table is a scrolling list of rows that renders only the visible rows, so
@@ -44,10 +45,10 @@ func (t *table) SetSize(w, h int) {
 
 func (t *table) layout() {
 	t.widths = make([]int, len(t.cols))
-	fixed, flex := 0, 0
+	fixed, weights := 0, 0
 	for i, c := range t.cols {
 		if c.Flex {
-			flex++
+			weights += max(c.Weight, 1)
 		} else {
 			t.widths[i] = c.Width
 			fixed += c.Width
@@ -59,13 +60,14 @@ func (t *table) layout() {
 		if !c.Flex {
 			continue
 		}
-		w := left / flex
+		wt := max(c.Weight, 1)
+		w := left * wt / weights
 		if w < c.Min {
 			w = c.Min
 		}
 		t.widths[i] = w
 		left -= w
-		flex--
+		weights -= wt
 	}
 }
 
