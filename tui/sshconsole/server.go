@@ -82,6 +82,9 @@ type Config struct {
 	// Audit receives session start/end and operator actions (optional).
 	Audit  *audit.Log
 	Logger *slog.Logger
+	// HandshakeTimeout bounds how long a connection may take to log in and
+	// open its console (default 30s): a client that stalls is cut off.
+	HandshakeTimeout time.Duration
 }
 
 // Server is the ssh console server.
@@ -97,7 +100,10 @@ type Server struct {
 
 type ctxKey struct{ name string }
 
-var accessKey = &ctxKey{"keyfocus-access"}
+var (
+	accessKey = &ctxKey{"keyfocus-access"}
+	connKey   = &ctxKey{"keyfocus-conn"}
+)
 
 type access struct {
 	readOnly bool
@@ -131,9 +137,13 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 30 * time.Second
+	}
 	s := &Server{cfg: cfg, log: log.With("component", "ssh")}
 	srv, err := wish.NewServer(
 		wish.WithAddress(cfg.Addr),
+		ssh.WrapConn(s.wrapConn),
 		ssh.HostKeyFile(cfg.HostKeyPath),
 		wish.WithPublicKeyAuth(s.authorize),
 		ssh.EmulatePty(),
@@ -272,6 +282,9 @@ func (s *Server) auditMiddleware(next ssh.Handler) ssh.Handler {
 			wish.Fatalln(sess, "keyfocus: this key may not use the console")
 			return
 		}
+		if hc, ok := sess.Context().Value(connKey).(*handshakeConn); ok {
+			hc.established()
+		}
 		sess.Context().SetValue(accessKey, a)
 		actor := actorOf(fp, a.comment)
 		mode := "full"
@@ -346,6 +359,40 @@ func (s *Server) teaHandler(sess ssh.Session) (tea.Model, []tea.ProgramOption) {
 		return nil, nil
 	}
 	return m, []tea.ProgramOption{tea.WithAltScreen()}
+}
+
+// handshakeConn holds a connection to a deadline until its console session
+// starts: the ssh library resets deadlines on every read and write, so the
+// limit lives here.
+type handshakeConn struct {
+	net.Conn
+	mu       sync.Mutex
+	deadline time.Time
+	done     bool
+}
+
+func (c *handshakeConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.done && (t.IsZero() || t.After(c.deadline)) {
+		t = c.deadline
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+// established lifts the deadline: the console session has started.
+func (c *handshakeConn) established() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.done = true
+	_ = c.Conn.SetDeadline(time.Time{})
+}
+
+func (s *Server) wrapConn(ctx ssh.Context, conn net.Conn) net.Conn {
+	hc := &handshakeConn{Conn: conn, deadline: time.Now().Add(s.cfg.HandshakeTimeout)}
+	_ = conn.SetDeadline(hc.deadline)
+	ctx.SetValue(connKey, hc)
+	return hc
 }
 
 // ErrReadOnly is what a read-only session's Source answers to an edit.

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,6 +53,7 @@ type probeModel struct {
 	s      Session
 	w, h   int
 	result string
+	n      int // operator actions answered
 }
 
 type resultMsg struct{ err error }
@@ -73,10 +75,11 @@ func (m probeModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			}
 		}
 	case resultMsg:
+		m.n++
 		if msg.err != nil {
 			m.result = "REFUSED: " + msg.err.Error()
 		} else {
-			m.result = "DONE"
+			m.result = "DONE " + itoa(m.n)
 		}
 	}
 	return m, nil
@@ -479,5 +482,59 @@ func TestNewChecksConfig(t *testing.T) {
 	fp2, _ := HostKeyFingerprint(hk)
 	if fp1 == "" || fp1 != fp2 {
 		t.Fatalf("host key changed across restarts: %q -> %q", fp1, fp2)
+	}
+}
+
+// A connection that never logs in is cut off after the handshake timeout; a
+// console session, once started, is not.
+func TestHandshakeTimeout(t *testing.T) {
+	dir := t.TempDir()
+	admin := newKey(t, "")
+	authz := filepath.Join(dir, "authorized_keys")
+	os.WriteFile(authz, []byte(admin.line+"\n"), 0o600)
+	srv, err := New(Config{
+		Addr: "127.0.0.1:0", HostKeyPath: filepath.Join(dir, "host_key"), AuthorizedKeys: authz,
+		Source: &fakeFocus{}, NewModel: func(s Session) tea.Model { return probeModel{s: s} },
+		HandshakeTimeout: 300 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := srv.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+
+	// A silent client: the server closes the connection.
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.ReadAll(raw); err != nil {
+		t.Fatalf("the server kept a silent connection open: %v", err)
+	}
+
+	// A console session lives on past the handshake timeout: it still
+	// answers after a few multiples of it.
+	c, err := gossh.Dial("tcp", ln.Addr().String(), &gossh.ClientConfig{User: "op", Auth: []gossh.AuthMethod{gossh.PublicKeys(admin.signer)},
+		HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	e := &env{t: t}
+	sc := e.open(c)
+	sc.waitFor("CONSOLE mode=full")
+	// Round trips until well past the handshake timeout.
+	start := time.Now()
+	for i := 1; i < 3 || time.Since(start) < time.Second; i++ {
+		sc.in.Write([]byte("x"))
+		sc.waitFor("DONE " + itoa(i))
 	}
 }
