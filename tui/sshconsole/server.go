@@ -283,7 +283,9 @@ func (s *Server) auditMiddleware(next ssh.Handler) ssh.Handler {
 			return
 		}
 		if hc, ok := sess.Context().Value(connKey).(*handshakeConn); ok {
-			hc.established()
+			if _, _, pty := sess.Pty(); pty {
+				hc.established() // a console starts: no deadline any more
+			}
 		}
 		sess.Context().SetValue(accessKey, a)
 		actor := actorOf(fp, a.comment)
