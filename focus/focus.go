@@ -143,6 +143,7 @@ type Focus struct {
 	store     StoreState
 	snap      *keys.Snapshot
 	draining  bool
+	leaving   bool // rooms are being left: no admissions at all
 	rederive  bool // the state file was lost: find the rooms on the next connect
 	limiter   *limiter
 	expiry    *time.Timer // next expiry check
@@ -392,6 +393,7 @@ func (f *Focus) drain(c *conn, done <-chan error) {
 	t.Stop()
 
 	f.mu.Lock()
+	f.leaving = true // from here on even existing rooms get graceful-shutdown
 	var leaves []*xmppEl
 	for _, r := range f.rooms {
 		r.stopTimer()

@@ -204,6 +204,11 @@ func (f *Focus) conference(c *conn, iq, conf *xmppEl) []*xmppEl {
 		return refuse(ReasonRoomFull, 403, fmt.Sprintf("This room is full for this Client Key (limit %d participants)", e.MaxParticipants), e.Fingerprint)
 	}
 	switch {
+	case f.leaving:
+		f.recordRefusalLocked(Rejection{Time: now, Requester: from, Room: roomJID, Reason: ReasonShutdown, Fingerprint: e.Fingerprint})
+		f.mu.Unlock()
+		return []*xmppEl{errorReply(iq, "cancel", "service-unavailable", "The focus is shutting down. Please Retry", echo,
+			newEl(nsColibri, "graceful-shutdown"))}
 	case r != nil && r.ready:
 		out := f.grantAndReplyLocked(c, r, w)
 		f.mu.Unlock()
