@@ -75,6 +75,8 @@ type keysView struct {
 	newEntry *keys.Entry
 	// copyFn copies text to the operator's clipboard (OSC 52).
 	copyFn func(string) error
+	// mouse: the program reports the mouse (turned off while a new key shows).
+	mouse bool
 }
 
 func newKeysView(c *common.Common, d *data, copyFn func(string) error) *keysView {
@@ -178,7 +180,8 @@ func (v *keysView) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		v.form = nil
 		if msg.added {
 			v.newKey, v.newEntry = msg.key, msg.entry
-			return v, tea.Batch(reloadedFrom(v.d.store), flash("key added for "+msg.entry.Name+" ("+msg.entry.Fingerprint+"); the focus picks it up from the file", false))
+			// Let the terminal select the key with the mouse while it shows.
+			return v, tea.Batch(tea.DisableMouse, reloadedFrom(v.d.store), flash("key added for "+msg.entry.Name+" ("+msg.entry.Fingerprint+"); the focus picks it up from the file", false))
 		}
 		return v, tea.Batch(reloadedFrom(v.d.store), flash("key of "+msg.entry.Name+" ("+msg.entry.Fingerprint+") saved", false))
 	case keyRevokedMsg:
@@ -222,6 +225,9 @@ func (v *keysView) handleKey(msg tea.KeyMsg) tea.Cmd {
 			}
 		case matchStr(k, v.km.Close):
 			v.newKey, v.newEntry = "", nil
+			if v.mouse {
+				return tea.EnableMouseCellMotion
+			}
 		}
 		return nil
 	}

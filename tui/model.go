@@ -86,6 +86,10 @@ type Options struct {
 	// Keys view shows them under the keys when the terminal is tall enough,
 	// read again every second while the view is shown. Nil: no audit pane.
 	AuditTail func(n int) ([]string, error)
+	// Mouse says the program runs with tea.WithMouseCellMotion; the console
+	// then turns the mouse off while a new key is on screen, so the terminal
+	// can select it, and back on after.
+	Mouse bool
 	// Context, when set, ends the console's subscription to the focus when
 	// it is done (e.g. the ssh session's context). Otherwise call Close once
 	// the program has ended, or the subscription stays on the focus's bus.
@@ -172,6 +176,7 @@ func New(opts Options) *Model {
 	m.rooms = newRoomsView(c, d)
 	m.rejected = newRejectedView(c, d)
 	m.keysV = newKeysView(c, d, opts.Copy)
+	m.keysV.mouse = opts.Mouse
 	m.filterIn = textinput.New()
 	m.filterIn.Prompt = "/"
 	m.filterIn.Placeholder = "filter"

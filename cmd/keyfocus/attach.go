@@ -106,7 +106,7 @@ func (c *attachCommand) Run(ctx context.Context, args []string) error {
 	log.Info("attach: console started", "socket", c.socket, "keys", path, "readonly", c.readonly)
 	m := tui.New(tui.Options{
 		Source: src, Store: store, ReadOnly: c.readonly,
-		Mode: tui.ModeAttach, KeySeparator: c.roomKeySeparator, Logger: log, AuditTail: auditTail(c.audit),
+		Mode: tui.ModeAttach, KeySeparator: c.roomKeySeparator, Logger: log, Mouse: true, AuditTail: auditTail(c.audit),
 	})
 	defer m.Close()
 	return runProgram(ctx, m, c.env)

@@ -167,7 +167,7 @@ func (c *demoCommand) Run(ctx context.Context, args []string) (err error) {
 		defer cancel()
 		m := tui.New(tui.Options{
 			Source: f, Store: consoleStore, ReadOnly: c.readonly, Component: srv.Component,
-			Mode: tui.ModeDemo, Logger: log,
+			Mode: tui.ModeDemo, Logger: log, Mouse: true,
 		})
 		defer m.Close()
 		return runProgram(gctx, m, c.env)

@@ -100,7 +100,7 @@ func (c *runCommand) console(ctx context.Context, log *slog.Logger, f *focus.Foc
 	}
 	m := tui.New(tui.Options{
 		Source: c.ops.auditedSource(f), Store: store, ReadOnly: c.readonly, Component: c.component,
-		Mode: tui.ModeRun, KeySeparator: c.roomKeySeparator, Logger: log, AuditTail: auditTail(c.ops.audit),
+		Mode: tui.ModeRun, KeySeparator: c.roomKeySeparator, Logger: log, Mouse: true, AuditTail: auditTail(c.ops.audit),
 	})
 	defer m.Close()
 	if err := runProgram(ctx, m, c.env); err != nil {
