@@ -106,6 +106,9 @@ func (c *runCommand) console(ctx context.Context, log *slog.Logger, f *focus.Foc
 	if err := runProgram(ctx, m, c.env); err != nil {
 		return fmt.Errorf("console: %w", err)
 	}
-	log.Info("console: operator quit; stopping the focus")
+	if ctx.Err() == nil {
+		log.Info("console: operator quit; stopping the focus")
+		fmt.Fprintf(c.env.Stderr, "keyfocus: stopping the focus (people in rooms stay; logs in %s)\n", c.logFile)
+	}
 	return nil
 }
