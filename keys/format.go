@@ -74,12 +74,13 @@ func (sp Spec) value() string {
 // attributes are kept in place.
 func editValue(rec *record, sp Spec) string {
 	e := rec.entry
-	parts := []string{rec.parts[0]}
+	old := splitValue(rec.value)
+	parts := []string{old[0]}
 	if strings.TrimSpace(sp.Name) != e.Name {
 		parts[0] = strings.TrimSpace(sp.Name)
 	}
 	done := map[string]bool{}
-	for _, p := range rec.parts[1:] {
+	for _, p := range old[1:] {
 		name, _, _ := strings.Cut(p, "=")
 		switch lname := strings.ToLower(strings.TrimSpace(name)); lname {
 		case attrRooms:

@@ -82,7 +82,6 @@ type record struct {
 	valueRaw   int // offset in the file where the value begins (entries)
 	key        string
 	value      string
-	parts      []string // the value split at ';', trimmed: name, then attributes
 	entry      *Entry   // nil if the record has errors
 }
 
@@ -308,13 +307,13 @@ func (d *document) parseEntry(rec *record, logical []byte, segs []segment) {
 	}
 	rec.key, rec.value = key, value
 	rec.valueRaw = toRaw(segs, valueStart, rec.contentEnd)
-	rec.parts = splitValue(value)
-	rec.entry = d.parseValue(rec.line, key, rec.parts)
+	var buf [8]string
+	rec.entry = d.parseValue(rec.line, key, splitValueInto(buf[:0], value))
 }
 
 // unescape applies the properties escapes.
 func unescape(b []byte) (string, error) {
-	if !strings.Contains(string(b), `\`) {
+	if bytes.IndexByte(b, '\\') < 0 {
 		return string(b), nil
 	}
 	var sb strings.Builder
@@ -368,7 +367,11 @@ func unescape(b []byte) (string, error) {
 // splitValue splits a value at ';' and trims each part. Empty attribute
 // parts (a trailing ';') are dropped.
 func splitValue(v string) []string {
-	parts := make([]string, 0, strings.Count(v, ";")+1)
+	return splitValueInto(make([]string, 0, strings.Count(v, ";")+1), v)
+}
+
+// splitValueInto is splitValue appending to parts.
+func splitValueInto(parts []string, v string) []string {
 	for i := 0; ; i++ {
 		p, rest, more := strings.Cut(v, ";")
 		if p = strings.TrimSpace(p); i == 0 || p != "" {
@@ -409,7 +412,8 @@ func (d *document) parseValue(line int, key string, parts []string) *Entry {
 		d.errorf(line, "key %s has no client name (want KEY=client name; attr=value ...)", e.Fingerprint)
 		ok = false
 	}
-	var seen []string // attribute names so far (lower case)
+	var seenBuf [4]string
+	seen := seenBuf[:0] // attribute names so far (lower case)
 	for _, p := range parts[1:] {
 		name, val, found := strings.Cut(p, "=")
 		name, val = strings.TrimSpace(name), strings.TrimSpace(val)
