@@ -57,13 +57,14 @@ type env struct {
 	keysPath string
 	store    *keys.Store
 	logs     *syncBuffer
-	keys     map[string]string // role -> key
+	keys     map[string]string      // role -> key
+	entries  map[string]*keys.Entry // role -> its entry in the store
 }
 
 func start(t *testing.T) *env {
 	t.Helper()
 	srv := prosodytest.Start(t, prosodytest.WithOptions(func(o *prosody.Options) { o.HTTPPort = -1 }))
-	e := &env{srv: srv, keysPath: filepath.Join(t.TempDir(), "keys.properties"), logs: &syncBuffer{}, keys: map[string]string{}}
+	e := &env{srv: srv, keysPath: filepath.Join(t.TempDir(), "keys.properties"), logs: &syncBuffer{}, keys: map[string]string{}, entries: map[string]*keys.Entry{}}
 	if err := os.WriteFile(e.keysPath, []byte("# interop test keys\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -76,11 +77,11 @@ func start(t *testing.T) *env {
 	// Keys as keyfocus makes them (kf_..., stored hashed); "wrong" is a
 	// well-formed key that is not in the file.
 	for _, role := range []string{"good", "prefix", "revoke"} {
-		k, _, err := st.Add(keys.Spec{Name: "Interop " + role})
+		k, entry, err := st.Add(keys.Spec{Name: "Interop " + role})
 		if err != nil {
 			t.Fatal(err)
 		}
-		e.keys[role] = k
+		e.keys[role], e.entries[role] = k, entry
 	}
 	wrong, err := keys.Generate()
 	if err != nil {
