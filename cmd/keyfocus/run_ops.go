@@ -122,7 +122,7 @@ func (o *opsFlags) startSSH(ctx context.Context, g *errgroup.Group, c *runComman
 	srv, err := sshconsole.New(sshconsole.Config{
 		Addr: o.sshAddr, HostKeyPath: o.sshHostKey,
 		AuthorizedKeys: o.sshAuthorizedKeys, ViewerKeys: o.sshViewerKeys,
-		Source: f, Audit: o.auditLog, Logger: log,
+		Source: f, Audit: o.auditLog, Logger: log, ReadOnly: c.readonly,
 		NewModel: func(s sshconsole.Session) tea.Model { return o.sshConsole(s, c, log) },
 	})
 	if err != nil {
@@ -157,7 +157,7 @@ func (o *opsFlags) sshConsole(s sshconsole.Session, c *runCommand, log *slog.Log
 		store = ed
 	}
 	return tui.New(tui.Options{
-		Source: s.Source, Store: store, ReadOnly: s.ReadOnly || c.readonly, Renderer: s.Renderer,
+		Source: s.Source, Store: store, ReadOnly: s.ReadOnly, Renderer: s.Renderer,
 		Component: c.component, Mode: tui.ModeAttach, KeySeparator: c.roomKeySeparator,
 		Logger: log.With("ssh_key", s.Fingerprint), Context: s.Context, AuditTail: auditTail(o.audit),
 	})

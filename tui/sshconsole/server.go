@@ -82,6 +82,9 @@ type Config struct {
 	// Audit receives session start/end and operator actions (optional).
 	Audit  *audit.Log
 	Logger *slog.Logger
+	// ReadOnly makes every session read-only, whatever its key (keyfocus
+	// run --readonly).
+	ReadOnly bool
 	// HandshakeTimeout bounds how long a connection may take to log in and
 	// open its console (default 30s): a client that stalls is cut off.
 	HandshakeTimeout time.Duration
@@ -238,7 +241,7 @@ func (s *Server) lookup(path string, key ssh.PublicKey) (bool, string) {
 // check says what access key has: full, read-only, or none.
 func (s *Server) check(key ssh.PublicKey) (access, bool) {
 	if ok, c := s.lookup(s.cfg.AuthorizedKeys, key); ok {
-		return access{comment: c}, true
+		return access{readOnly: s.cfg.ReadOnly, comment: c}, true
 	}
 	if ok, c := s.lookup(s.cfg.ViewerKeys, key); ok {
 		return access{readOnly: true, comment: c}, true

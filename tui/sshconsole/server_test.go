@@ -538,3 +538,43 @@ func TestHandshakeTimeout(t *testing.T) {
 		sc.waitFor("DONE " + itoa(i))
 	}
 }
+
+// With Config.ReadOnly (keyfocus run --readonly) even a full-access key gets
+// the read-only console.
+func TestServerReadOnlyForEveryone(t *testing.T) {
+	dir := t.TempDir()
+	admin := newKey(t, "")
+	authz := filepath.Join(dir, "authorized_keys")
+	os.WriteFile(authz, []byte(admin.line+"\n"), 0o600)
+	ff := &fakeFocus{}
+	srv, err := New(Config{
+		Addr: "127.0.0.1:0", HostKeyPath: filepath.Join(dir, "host_key"), AuthorizedKeys: authz, ReadOnly: true,
+		Source: ff, NewModel: func(s Session) tea.Model { return probeModel{s: s} },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := srv.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+	c, err := gossh.Dial("tcp", ln.Addr().String(), &gossh.ClientConfig{User: "op", Auth: []gossh.AuthMethod{gossh.PublicKeys(admin.signer)},
+		HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sc := (&env{t: t}).open(c)
+	sc.waitFor("CONSOLE mode=readonly")
+	sc.in.Write([]byte("x"))
+	sc.waitFor("REFUSED: read-only console")
+	ff.mu.Lock()
+	defer ff.mu.Unlock()
+	if len(ff.calls) != 0 {
+		t.Fatalf("a read-only session reached the focus: %v", ff.calls)
+	}
+}
