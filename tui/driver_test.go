@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -73,10 +74,27 @@ func (f *fixture) run(t *testing.T, cmd tea.Cmd) (quit bool) {
 		case tea.QuitMsg:
 			quit = true
 		default:
+			if cmds, ok := sequence(msg); ok {
+				queue = append(queue, cmds...)
+				continue
+			}
 			_, next := f.m.Update(msg)
 			queue = append(queue, next)
 		}
 	}
+}
+
+// sequence unpacks tea.Sequence's message (an unexported []tea.Cmd).
+func sequence(msg tea.Msg) ([]tea.Cmd, bool) {
+	v := reflect.ValueOf(msg)
+	if v.Kind() != reflect.Slice || v.Type().Elem() != reflect.TypeOf(tea.Cmd(nil)) {
+		return nil, false
+	}
+	cmds := make([]tea.Cmd, v.Len())
+	for i := range cmds {
+		cmds[i] = v.Index(i).Interface().(tea.Cmd)
+	}
+	return cmds, true
 }
 
 // keyMsg turns "enter", "ctrl+c", "x" ... into a tea.KeyMsg.

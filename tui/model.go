@@ -417,6 +417,9 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, nil
 
 	case tea.KeyMsg:
+		if msg.Type == tea.KeyRunes && len(msg.Runes) > 1 {
+			return m, m.handleRunes(msg)
+		}
 		return m, m.handleKey(msg)
 
 	case tea.MouseMsg:
@@ -429,6 +432,25 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	// Anything else (form results, cursor blinks) goes to the current view.
 	_, cmd := m.current().Update(msg)
 	return m, cmd
+}
+
+// handleRunes handles several runes that arrived in one read: keys typed
+// fast or over a slow link ("3a" is the 3 key, then a), or a paste. Outside
+// a text field each rune is its own key; a paste there is ignored, so pasted
+// text can never trigger actions.
+func (m *Model) handleRunes(msg tea.KeyMsg) tea.Cmd {
+	typing := m.filtering || (m.tab == 2 && m.keysV.form != nil)
+	if typing && m.dialog == nil && !m.quitAsk {
+		return m.handleKey(msg) // text fields take them whole
+	}
+	if msg.Paste {
+		return nil
+	}
+	var cmds []tea.Cmd
+	for _, r := range msg.Runes {
+		cmds = append(cmds, m.handleKey(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{r}, Alt: msg.Alt}))
+	}
+	return tea.Sequence(cmds...)
 }
 
 func (m *Model) refresh() {

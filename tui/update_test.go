@@ -513,3 +513,50 @@ func TestCloseEndsTheSubscription(t *testing.T) {
 		})
 	}
 }
+
+// Keys that arrive in one read ("3a", typed fast or over ssh) act one by
+// one; a paste outside a text field does nothing; in a field it is text.
+func TestRunesInOneRead(t *testing.T) {
+	tests := []struct {
+		name  string
+		msgs  []tea.KeyMsg
+		check func(t *testing.T, f *fixture)
+	}{
+		{"3a opens the add form", []tea.KeyMsg{{Type: tea.KeyRunes, Runes: []rune("3a")}}, func(t *testing.T, f *fixture) {
+			if f.m.tab != 2 || f.m.keysV.form == nil {
+				t.Errorf("tab %d form %v", f.m.tab, f.m.keysV.form)
+			}
+		}},
+		{"typed name in one read", []tea.KeyMsg{{Type: tea.KeyRunes, Runes: []rune("3a")}, {Type: tea.KeyRunes, Runes: []rune("Hooli q")}}, func(t *testing.T, f *fixture) {
+			if got := f.m.keysV.form.inputs[fieldName].Value(); got != "Hooli q" {
+				t.Errorf("name %q", got)
+			}
+		}},
+		{"GX in one read asks to end the last room", []tea.KeyMsg{{Type: tea.KeyRunes, Runes: []rune("GX")}}, func(t *testing.T, f *fixture) {
+			if f.m.dialog == nil || !strings.Contains(f.m.dialog.title, "End room standup") {
+				t.Errorf("dialog %+v", f.m.dialog)
+			}
+		}},
+		{"paste outside a field does nothing", []tea.KeyMsg{{Type: tea.KeyRunes, Runes: []rune("GXy"), Paste: true}}, func(t *testing.T, f *fixture) {
+			if len(f.src.Actions()) != 0 || f.m.dialog != nil || f.m.rooms.rooms.Cursor() != 0 {
+				t.Errorf("actions %v dialog %v", f.src.Actions(), f.m.dialog)
+			}
+		}},
+		{"paste into the filter", []tea.KeyMsg{{Type: tea.KeyRunes, Runes: []rune("/")}, {Type: tea.KeyRunes, Runes: []rune("stand"), Paste: true}}, func(t *testing.T, f *fixture) {
+			if f.m.filters[0] != "stand" || len(f.m.rooms.rows) != 1 {
+				t.Errorf("filter %q rows %d", f.m.filters[0], len(f.m.rooms.rows))
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, Options{})
+			f.startSync(t, 80, 24)
+			for _, msg := range tt.msgs {
+				_, cmd := f.m.Update(msg)
+				f.run(t, cmd)
+			}
+			tt.check(t, f)
+		})
+	}
+}
