@@ -82,7 +82,7 @@ type record struct {
 	valueRaw   int // offset in the file where the value begins (entries)
 	key        string
 	value      string
-	entry      *Entry   // nil if the record has errors
+	entry      *Entry // nil if the record has errors
 }
 
 // document is a parsed key file.

@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -134,14 +135,38 @@ func (s *Store) Snapshot() *Snapshot { return s.snap.Load() }
 
 // read reads the file; a missing file is not an error.
 func (s *Store) read() (data []byte, missing bool, err error) {
-	data, err = os.ReadFile(s.path)
+	data, missing, _, err = s.readStamped()
+	return data, missing, err
+}
+
+// stamp is what the file system says of a file's last change.
+type stamp struct {
+	mod  time.Time
+	size int64
+}
+
+// readStamped is read, with the stamp of the file read.
+func (s *Store) readStamped() (data []byte, missing bool, st stamp, err error) {
+	f, err := os.Open(s.path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, true, nil
+		return nil, true, stamp{}, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("read key file: %w", err)
+		return nil, false, stamp{}, fmt.Errorf("read key file: %w", err)
 	}
-	return data, false, nil
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, false, stamp{}, fmt.Errorf("read key file: %w", err)
+	}
+	if fi.IsDir() {
+		return nil, false, stamp{}, fmt.Errorf("read key file: %s is a folder; --keys names the file itself", s.path)
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, fi.Size()+512))
+	if _, err := buf.ReadFrom(f); err != nil {
+		return nil, false, stamp{}, fmt.Errorf("read key file: %w", err)
+	}
+	return buf.Bytes(), false, stamp{mod: fi.ModTime(), size: fi.Size()}, nil
 }
 
 // warnReadable warns when plaintext keys sit in a file others may read.
@@ -174,6 +199,10 @@ func (s *Store) Reload() Update {
 	return u
 }
 
+// maxHolds bounds the holds of one reload: a file that still changes after
+// that many is not applied when it would remove most keys.
+const maxHolds = 10
+
 // holdNeeded reports whether going from old to new removes so many keys at
 // once that the file may be half-written: it empties the file, or removes
 // more than half of the keys and more than three.
@@ -204,9 +233,10 @@ func (s *Store) reload(ctx context.Context) (u Update, changed bool) {
 	old := s.snap.Load()
 	u.Snapshot = old
 	held := time.Duration(0)
-	var heldState *fileState
-	for attempt := 0; ; attempt++ {
-		data, missing, err := s.read()
+	var heldState fileState
+	var heldStamp stamp
+	for holds := 0; ; {
+		data, missing, stm, err := s.readStamped()
 		if err != nil {
 			if err.Error() == s.readErr {
 				return u, false
@@ -235,9 +265,15 @@ func (s *Store) reload(ctx context.Context) (u Update, changed bool) {
 			return u, true
 		}
 		removed, hold := holdNeeded(old, d.entries)
-		if hold && (heldState == nil || *heldState != st) && attempt < 4 {
-			// Half-written or truncated on the way to a rewrite? Look again
-			// after the hold; only a content that stays is applied.
+		// Half-written, or truncated on the way to a rewrite? Only a content
+		// that stays through a whole hold, unchanged and untouched, revokes
+		// most keys at once.
+		if hold && (holds == 0 || heldState != st || heldStamp != stm) {
+			if holds == maxHolds {
+				u.Err = fmt.Errorf("%s keeps changing, and its current content would remove %d of %d keys: not applied, the last good keys stay in force (save it once more when it is complete)", s.path, removed, old.Len())
+				s.log.Error("key file not applied", "err", u.Err)
+				return u, true
+			}
 			s.log.Warn("key file lost most of its keys at once; reading it again after a hold", "removed", removed, "of", old.Len(), "hold", s.opt.Hold)
 			t := time.NewTimer(s.opt.Hold)
 			select {
@@ -246,8 +282,9 @@ func (s *Store) reload(ctx context.Context) (u Update, changed bool) {
 				return u, false
 			case <-t.C:
 			}
+			holds++
 			held += s.opt.Hold
-			heldState = &st
+			heldState, heldStamp = st, stm
 			continue
 		}
 		s.logWarnings(d)

@@ -530,3 +530,29 @@ func TestWatchFolderRemoved(t *testing.T) {
 		}
 	}
 }
+
+// A file that is still being rewritten when every hold ends never revokes
+// most keys: the reload gives up with an error and the old keys stay.
+func TestHoldGivesUpOnAFileThatKeepsChanging(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.properties")
+	writeFile(t, path, keysFile(10))
+	n := 0
+	s, err := OpenWith(path, Options{Logger: quietLogger(), Hold: 5 * time.Millisecond,
+		onRead: func([]byte, bool) {
+			// Someone writes again right after each read.
+			n++
+			writeFile(t, path, keysFile(1, fmt.Sprintf("v=Version %d", n)))
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := s.Snapshot()
+	writeFile(t, path, keysFile(1))
+	u := s.Reload()
+	if u.Err == nil || !strings.Contains(u.Err.Error(), "keeps changing") || u.Snapshot != old || s.Snapshot() != old {
+		t.Fatalf("Reload = %+v, want the keeps-changing error and the old keys", u)
+	}
+	if n != maxHolds+1 {
+		t.Errorf("%d reads, want %d (one per hold and the first)", n, maxHolds+1)
+	}
+}
