@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -35,6 +34,8 @@ type opsFlags struct {
 	sshViewerKeys     string
 
 	auditLog *audit.Log
+	httpStop func()        // ends the HTTP server (close)
+	httpDone chan struct{} // closed when it has ended
 }
 
 // define adds the flags; str is runCommand's flag helper (env defaults).
@@ -50,22 +51,42 @@ func (o *opsFlags) define(str func(p *string, name, def, usage string)) {
 // start opens everything that can fail at startup (audit file, listeners,
 // ssh host key) and adds one goroutine per piece to g. It returns before the
 // focus connects, so a bad flag is reported at once.
-func (o *opsFlags) start(ctx context.Context, g *errgroup.Group, c *runCommand, log *slog.Logger, f *focus.Focus, store *keys.Store, notify *sdnotify.Notifier) error {
+func (o *opsFlags) start(ctx context.Context, g *errgroup.Group, c *runCommand, log *slog.Logger, f *focus.Focus, store *keys.Store, notify *sdnotify.Notifier) (err error) {
+	defer func() {
+		if err != nil && o.httpStop != nil {
+			o.httpStop() // run returns at once: no health to serve
+			<-o.httpDone
+			o.httpStop = nil
+		}
+	}()
 	tracker := ops.NewTracker(ops.Options{Snapshot: store.Snapshot, Version: versionString(), Logger: log})
-	g.Go(func() error { return tracker.Run(ctx, f) })
+	g.Go(func() error {
+		err := tracker.Run(ctx, f)
+		tracker.Stopping() // /readyz: 503 while the focus drains
+		return err
+	})
 
 	if o.http != "" {
 		ln, err := ops.Listen(o.http)
-		var opErr *net.OpError
-		if err != nil && o.http == defaultHTTPAddr && errors.As(err, &opErr) && errors.Is(err, syscall.EADDRINUSE) {
+		switch {
+		case err != nil && o.http == defaultHTTPAddr && errors.Is(err, syscall.EADDRINUSE):
 			// The default address is taken (another keyfocus on this host):
 			// run without it rather than not at all; an explicit --http fails.
 			log.Warn("health and metrics are off: the default address is in use; set --http to a free host:port", "addr", o.http)
-		} else if err != nil {
+		case err != nil:
 			return err
-		} else {
+		default:
+			// Outside the errgroup: health and metrics keep answering while
+			// the focus drains, until close.
 			log.Info("health and metrics", "addr", ln.Addr().String())
-			g.Go(func() error { return ops.Serve(ctx, ln, tracker.Handler()) })
+			hctx, stop := context.WithCancel(context.Background())
+			o.httpStop, o.httpDone = stop, make(chan struct{})
+			go func() {
+				defer close(o.httpDone)
+				if err := ops.Serve(hctx, ln, tracker.Handler()); err != nil {
+					log.Error("health and metrics stopped", "err", err)
+				}
+			}()
 		}
 	}
 
@@ -173,10 +194,17 @@ func (o *opsFlags) reload(log *slog.Logger) {
 	}
 }
 
-// close closes the audit log once everything that writes to it has stopped.
+// close ends the HTTP server and closes the audit log, once everything that
+// writes to it has stopped.
 func (o *opsFlags) close() {
+	if o.httpStop != nil {
+		o.httpStop()
+		<-o.httpDone
+		o.httpStop = nil
+	}
 	if o.auditLog != nil {
 		o.auditLog.Close()
+		o.auditLog = nil
 	}
 }
 

@@ -371,6 +371,10 @@ func TestRunOperations(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.waitNote("STOPPING=1")
+	if resp, err := http.Get(r.httpURL + "/livez"); err == nil {
+		resp.Body.Close()
+		t.Fatal("health and metrics still served after run returned")
+	}
 	data, _ := os.ReadFile(r.auditPath)
 	logs := r.stderr.String()
 	for _, secret := range []string{"kf_opsopsopsops", "kf_wrongwrongwrong", "kf_handhandhandhand", newSecret, r.srv.Secret} {
