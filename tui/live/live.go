@@ -101,12 +101,15 @@ func New(st focus.State, sep string) *State {
 }
 
 // display masks a key in the room-prefix form and drops the MUC domain.
+// Everything up to the last separator is masked: a key that itself holds
+// the separator never shows in part (a name holding it is masked a bit more
+// than needed).
 func (s *State) display(name string) string {
 	local := name
 	if i := strings.LastIndexByte(local, '@'); i >= 0 {
 		local = local[:i]
 	}
-	if i := strings.Index(local, s.sep); i > 0 {
+	if i := strings.LastIndex(local, s.sep); i > 0 {
 		local = "•••" + local[i:]
 	}
 	return local

@@ -115,6 +115,8 @@ func TestDisplayMasksKeys(t *testing.T) {
 		{".", "kf_abc.standup@conference.x", "•••.standup"},
 		{"=", "standup@conference.x", "standup"},
 		{"=", "=odd@conference.x", "=odd"},
+		{"=", "admin=123=ttnd@conference.x", "•••=ttnd"},
+		{"-", "kf_x-y-team@conference.x", "•••-team"},
 	}
 	for _, tt := range tests {
 		if got := New(focus.State{}, tt.sep).DisplayRoom(tt.room); got != tt.want {
