@@ -736,3 +736,48 @@ func TestRunReadyOnlyOnceConnected(t *testing.T) {
 	r.waitNote("READY=1")
 	r.waitHTTP("/about/health", 200, "ok")
 }
+
+// An operator ends a room from the ssh console of the running focus: the
+// action is on record with the ssh key, the member's removal with the
+// operator as cause, and the metrics count it.
+func TestRunSSHOperatorAction(t *testing.T) {
+	r := startOpsRun(t)
+	r.waitNote("READY=1")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := simulate.Dial(ctx, simulate.Account{Addr: r.srv.C2SAddr, Domain: r.srv.Domain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	room := "ops-room@" + r.srv.MUC
+	rep, err := p.RequestConference(ctx, simulate.Request{Room: room, Key: "kf_opsopsopsops", Focus: r.srv.Component})
+	if err != nil || !rep.Admitted() {
+		t.Fatalf("not admitted: %v %+v", err, rep)
+	}
+	if _, err := p.Join(ctx, room, "dave"); err != nil {
+		t.Fatal(err)
+	}
+	r.waitMetric("keyfocus_members", 1)
+
+	sc, err := r.ssh(r.admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.c.Close()
+	sc.waitFor("ops-room")
+	sc.send("X")
+	sc.waitFor("y yes")
+	sc.send("y")
+	fp := gossh.FingerprintSHA256(r.admin.PublicKey())
+	act := r.waitAudit("the operator action", func(a audit.Record) bool { return a.Event == audit.OperatorAction && a.Action == "end_room" })
+	if act.Actor != "ssh:"+fp || act.Via != audit.ViaSSH || act.Room != room || act.Error != "" {
+		t.Fatalf("operator action recorded as %+v", act)
+	}
+	r.waitAudit("dave's removal", func(a audit.Record) bool {
+		return a.Event == audit.MemberRemoved && a.Actor == "operator" && a.Nick == "dave" && a.Room == room
+	})
+	r.waitMetric(`keyfocus_members_removed_total{actor="operator"}`, 1)
+	r.waitMetric("keyfocus_rooms", 0)
+	r.waitMetric("keyfocus_members", 0)
+}
