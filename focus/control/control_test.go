@@ -307,8 +307,9 @@ func TestHungConsoleIsDropped(t *testing.T) {
 
 // logRecorder is a slog.Handler that keeps messages.
 type logRecorder struct {
-	mu   sync.Mutex
-	msgs []string
+	mu    sync.Mutex
+	msgs  []string
+	attrs []string
 }
 
 func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
@@ -316,6 +317,10 @@ func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.msgs = append(l.msgs, r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		l.attrs = append(l.attrs, a.Key+"="+a.Value.String())
+		return true
+	})
 	return nil
 }
 func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
@@ -526,5 +531,29 @@ func TestStorePathMadeAbsolute(t *testing.T) {
 	ev, _ := recv(t, sub)
 	if ev.Store.Path != want {
 		t.Errorf("event path %q, want %q", ev.Store.Path, want)
+	}
+}
+
+// An operator action on a room named in the room-prefix form never logs the key.
+func TestActionLogsNoKey(t *testing.T) {
+	src := newSource()
+	logs := &logRecorder{}
+	path, _ := serve(t, src, &Server{Logger: slog.New(logs)})
+	c := dial(t, path)
+	const room = "kf_secretkey=board@conference.meet.example"
+	c.EndRoom(context.Background(), room, "")
+	logs.mu.Lock()
+	defer logs.mu.Unlock()
+	found := false
+	for _, a := range logs.attrs {
+		if strings.Contains(a, "secretkey") {
+			t.Errorf("log attribute holds the key: %q", a)
+		}
+		if a == "room=•••=board@conference.meet.example" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no masked room in the log: %q", logs.attrs)
 	}
 }

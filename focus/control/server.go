@@ -34,6 +34,10 @@ type Server struct {
 	WriteTimeout time.Duration
 	// ActionTimeout bounds one operator action (default 30s).
 	ActionTimeout time.Duration
+	// KeySeparator is the focus's room-key separator (default "="): room
+	// names are logged with everything up to it masked, so a key in the
+	// room-prefix form never reaches the log.
+	KeySeparator string
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -174,13 +178,13 @@ func (s *Server) act(ctx context.Context, log *slog.Logger, req message) error {
 		if strings.TrimSpace(req.Nick) == "" || strings.IndexFunc(req.Nick, unicode.IsControl) >= 0 {
 			return errors.New("remove_member needs the member's nick")
 		}
-		log.Info("operator action: remove member", "room", req.Room, "nick", req.Nick)
+		log.Info("operator action: remove member", "room", s.maskRoom(req.Room), "nick", req.Nick)
 		return s.Source.RemoveMember(ctx, req.Room, req.Nick, req.Reason)
 	case TypeEndRoom:
 		if err := checkRoom(req.Room); err != nil {
 			return err
 		}
-		log.Info("operator action: end room", "room", req.Room)
+		log.Info("operator action: end room", "room", s.maskRoom(req.Room))
 		return s.Source.EndRoom(ctx, req.Room, req.Reason)
 	default:
 		return fmt.Errorf("unknown request type %q", req.Type)
@@ -251,6 +255,22 @@ func (s *Server) write(ctx context.Context, c net.Conn, replies <-chan message) 
 			}
 		}
 	}
+}
+
+// maskRoom hides a key in the room-prefix form (KEY<sep>NAME@muc).
+func (s *Server) maskRoom(room string) string {
+	sep := s.KeySeparator
+	if sep == "" {
+		sep = "="
+	}
+	local, domain, _ := strings.Cut(room, "@")
+	if i := strings.LastIndex(local, sep); i > 0 {
+		local = "•••" + local[i:]
+	}
+	if domain == "" {
+		return local
+	}
+	return local + "@" + domain
 }
 
 // checkRoom accepts a bare room JID (local@domain): no resource, no spaces
