@@ -197,7 +197,7 @@ func (c *runCommand) serve(ctx context.Context, log *slog.Logger, store *keys.St
 		if err != nil {
 			return err
 		}
-		srv := &control.Server{Source: f, Logger: log}
+		srv := &control.Server{Source: f, Logger: log, KeySeparator: c.roomKeySeparator}
 		g.Go(func() error { return srv.Serve(gctx, l) })
 	}
 
