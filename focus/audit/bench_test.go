@@ -78,3 +78,42 @@ func BenchmarkAuditorThroughput(b *testing.B) {
 	cancel()
 	<-done
 }
+
+// Tail reads from the end: its cost does not grow with the file (the
+// console's audit pane reads it every second).
+func BenchmarkTail(b *testing.B) {
+	for _, lines := range []int{1_000, 200_000} {
+		b.Run(itoa(lines)+"-lines", func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "audit.jsonl")
+			l, err := Open(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			batch := make([]Record, 1000)
+			for i := range batch {
+				batch[i] = benchRecord
+			}
+			for range lines / 1000 {
+				if err := l.Write(batch...); err != nil {
+					b.Fatal(err)
+				}
+			}
+			l.Close()
+			b.ResetTimer()
+			for b.Loop() {
+				recs, err := Tail(path, 6)
+				if err != nil || len(recs) != 6 {
+					b.Fatalf("%d records, %v", len(recs), err)
+				}
+			}
+		})
+	}
+}
+
+func itoa(n int) string {
+	s := ""
+	for ; n > 0; n /= 10 {
+		s = string(rune('0'+n%10)) + s
+	}
+	return s
+}

@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"slices"
 	"sync"
 	"time"
 )
@@ -263,11 +264,28 @@ func Tail(path string, n int) ([]Record, error) {
 		}
 		chunk *= 2
 	}
-	recs := parseLines(data)
-	if len(recs) > n {
-		recs = recs[len(recs)-n:]
+	return parseLast(data, n), nil
+}
+
+// parseLast parses lines from the end of data until it has n records (lines
+// that do not parse are skipped), and returns them oldest first.
+func parseLast(data []byte, n int) []Record {
+	recs := make([]Record, 0, n)
+	for end := len(data); end > 0 && len(recs) < n; {
+		start := bytes.LastIndexByte(data[:end], '\n') + 1
+		if start == end { // an empty line (or the file's final newline)
+			end--
+			continue
+		}
+		line := data[start:end]
+		end = start - 1
+		var r Record
+		if len(line) <= maxLine && json.Unmarshal(line, &r) == nil && r.Event != "" {
+			recs = append(recs, r)
+		}
 	}
-	return recs, nil
+	slices.Reverse(recs)
+	return recs
 }
 
 func parseLines(data []byte) []Record {

@@ -357,3 +357,26 @@ func TestMetricsLint(t *testing.T) {
 		t.Fatalf("only %d keyfocus metrics registered", n)
 	}
 }
+
+// A /metrics scrape with every series present.
+func BenchmarkScrape(b *testing.B) {
+	tr := NewTracker(Options{Version: "bench"})
+	h := tr.Handler()
+	req, _ := http.NewRequest("GET", "/metrics", nil)
+	for b.Loop() {
+		w := &discardWriter{h: http.Header{}}
+		h.ServeHTTP(w, req)
+		if w.code != 0 && w.code != 200 {
+			b.Fatalf("status %d", w.code)
+		}
+	}
+}
+
+type discardWriter struct {
+	h    http.Header
+	code int
+}
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discardWriter) WriteHeader(c int)           { w.code = c }
