@@ -17,6 +17,11 @@ import (
 func (s *Store) modify(change func(d *document) ([]byte, error)) (*Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	target := s.path
+	if t, err := filepath.EvalSymlinks(s.path); err == nil {
+		target = t
+	}
+	defer lockDir(filepath.Dir(target))()
 	data, missing, err := s.read()
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package keys
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -351,5 +352,69 @@ func TestAuthorize(t *testing.T) {
 		if v != tt.verdict || name != tt.name {
 			t.Errorf("Authorize(%q, %q, %v, fold=%v) = %q, %v; want %q, %v", tt.key, tt.room, tt.now, tt.fold, name, v, tt.name, tt.verdict)
 		}
+	}
+}
+
+// Two stores on one file (two keyfocus processes: the console and a
+// script) adding keys at the same time: no edit is lost.
+func TestConcurrentEditors(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.properties")
+	if err := os.WriteFile(path, []byte("# shared\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stores []*Store
+	for range 2 {
+		s, err := OpenWith(path, Options{Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stores = append(stores, s)
+	}
+	const perWorker = 15
+	keysCh := make(chan string, 4*perWorker)
+	errs := make(chan error, 4)
+	for w := range 4 {
+		s := stores[w%2]
+		go func() {
+			for i := range perWorker {
+				for {
+					key, _, err := s.Add(Spec{Name: fmt.Sprintf("worker %d key %d", w, i)})
+					if errors.Is(err, ErrConflict) {
+						if u := s.Reload(); u.Err != nil {
+							errs <- u.Err
+							return
+						}
+						continue
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+					keysCh <- key
+					break
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(keysCh)
+	final, err := OpenWith(path, Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for k := range keysCh {
+		n++
+		if final.Snapshot().Lookup(k) == nil {
+			t.Errorf("key %s lost", Fingerprint(k))
+		}
+	}
+	if n != 4*perWorker || final.Snapshot().Len() != n {
+		t.Fatalf("%d keys added, %d in the file", n, final.Snapshot().Len())
 	}
 }
