@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyfocus/keyfocus/keys"
 )
@@ -369,5 +370,41 @@ func TestKeysBrokenFile(t *testing.T) {
 	}
 	if fileText(t, path) != content {
 		t.Error("the broken file was changed")
+	}
+}
+
+// What `keyfocus keys` writes reaches a running keyfocus through its watch.
+func TestKeysReachWatchingStore(t *testing.T) {
+	path := keysFixture(t)
+	s, err := keys.OpenWith(path, keys.Options{Logger: slog.New(slog.DiscardHandler), Debounce: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	updates := s.Watch(ctx)
+	next := func() keys.Update {
+		t.Helper()
+		select {
+		case u := <-updates:
+			return u
+		case <-time.After(10 * time.Second):
+			t.Fatal("no update from the watch")
+		}
+		return keys.Update{}
+	}
+	code, stdout, stderr := keysRun(t, nil, "keys", "--keys", path, "add", "--name", "Live")
+	if code != 0 {
+		t.Fatal(stderr)
+	}
+	key := strings.TrimSpace(stdout)
+	if u := next(); u.Err != nil || u.Snapshot.Lookup(key) == nil {
+		t.Fatalf("update %+v, want the added key", u)
+	}
+	if code, _, stderr := keysRun(t, nil, "keys", "--keys", path, "revoke", "Live"); code != 0 {
+		t.Fatal(stderr)
+	}
+	if u := next(); u.Err != nil || u.Snapshot.Lookup(key) != nil || u.Notice != "" {
+		t.Fatalf("update %+v, want the key revoked at once", u)
 	}
 }
