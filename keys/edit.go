@@ -235,8 +235,9 @@ func writeAtomic(path string, data []byte) error {
 		path = target
 	}
 	mode := fs.FileMode(0o600)
-	if fi, err := os.Stat(path); err == nil {
-		mode = fi.Mode().Perm()
+	old, err := os.Stat(path)
+	if err == nil {
+		mode = old.Mode().Perm()
 	}
 	dir, base := filepath.Split(path)
 	if dir == "" {
@@ -259,6 +260,9 @@ func writeAtomic(path string, data []byte) error {
 	}
 	if err := f.Chmod(mode); err != nil {
 		return fmt.Errorf("save key file: %w", err)
+	}
+	if old != nil {
+		keepOwner(f, old)
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("save key file: %w", err)

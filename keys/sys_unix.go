@@ -31,3 +31,19 @@ func lockDir(dir string) (unlock func()) {
 		f.Close()
 	}
 }
+
+// keepOwner gives the new file f the owner and group of the file it
+// replaces (fi), so that root running `keyfocus keys add` on the service's
+// key file does not leave a file the service can no longer read. Only root
+// (or the owner, for the group) may do so; otherwise it is left as it is.
+func keepOwner(f *os.File, fi os.FileInfo) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return
+	}
+	uid, gid := int(st.Uid), int(st.Gid)
+	if uid == os.Getuid() && gid == os.Getgid() {
+		return
+	}
+	_ = f.Chown(uid, gid)
+}
