@@ -40,7 +40,7 @@ type opsFlags struct {
 
 // define adds the flags; str is runCommand's flag helper (env defaults).
 func (o *opsFlags) define(str func(p *string, name, def, usage string)) {
-	str(&o.http, "http", defaultHTTPAddr, "health and metrics: /about/health, /livez, /readyz, /metrics (empty: off)")
+	str(&o.http, "http", defaultHTTPAddr, "health and metrics: /about/health, /livez, /readyz, /metrics (\"off\" or empty: off)")
 	str(&o.audit, "audit", "", "audit log file: JSON lines, append-only, 0600 (empty: none)")
 	str(&o.sshAddr, "ssh-addr", "", "serve the console over ssh on host:port (empty: off)")
 	str(&o.sshHostKey, "ssh-host-key", "", "the ssh console's host key (an ed25519 key is generated 0600 if missing)")
@@ -66,6 +66,9 @@ func (o *opsFlags) start(ctx context.Context, g *errgroup.Group, c *runCommand, 
 		return err
 	})
 
+	if o.http == "off" {
+		o.http = ""
+	}
 	if o.http != "" {
 		ln, err := ops.Listen(o.http)
 		switch {

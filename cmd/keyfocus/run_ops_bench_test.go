@@ -43,7 +43,7 @@ func BenchmarkOpsOverhead(b *testing.B) {
 			c.signals = func(ch chan<- os.Signal) { sigs <- ch }
 			c.forceExit = func(int) {}
 			r := &opsRun{done: make(chan error, 1)}
-			// --http "" turns HTTP off (an empty env value means "not set").
+			// --http "" turns HTTP off, as --http off does.
 			go func() { r.done <- c.Run(context.Background(), []string{"--http", vars["KEYFOCUS_HTTP"]}) }()
 			r.sig = <-sigs
 			defer r.stop()
