@@ -781,3 +781,69 @@ func TestRunSSHOperatorAction(t *testing.T) {
 	r.waitMetric("keyfocus_rooms", 0)
 	r.waitMetric("keyfocus_members", 0)
 }
+
+// --http: off, a taken explicit address (an error), the taken default (a
+// warning, and keyfocus runs without it).
+func TestRunHTTPFlag(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	// Hold the default address too, if nobody else does already.
+	if l, err := net.Listen("tcp", defaultHTTPAddr); err == nil {
+		defer l.Close()
+	}
+	tests := []struct {
+		name    string
+		http    string
+		wantErr string // run fails at start with this
+		wantLog string // else the log has this
+		noLog   string // and not this
+	}{
+		{"off", "off", "", "", `"msg":"health and metrics"`},
+		{"explicit address taken", busy.Addr().String(), "listen for health and metrics on " + busy.Addr().String(), "", ""},
+		{"default address taken", "", "", "health and metrics are off: the default address is in use", `"msg":"health and metrics"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			vars := map[string]string{
+				"KEYFOCUS_XMPP_ADDR": busy.Addr().String(), // nothing speaks XMPP there: the focus redials
+				"KEYFOCUS_KEYS":      filepath.Join(dir, "keys.properties"), "KEYFOCUS_SECRET": "s", "KEYFOCUS_HEADLESS": "1",
+				"KEYFOCUS_HTTP": tt.http,
+			}
+			stderr := &syncBuffer{}
+			e := env{Stdin: strings.NewReader(""), Stdout: &bytes.Buffer{}, Stderr: stderr, Getenv: func(k string) string { return vars[k] }}
+			sigs := make(chan chan<- os.Signal, 1)
+			c := newRunCommand(e).(*runCommand)
+			c.signals = func(ch chan<- os.Signal) { sigs <- ch }
+			c.forceExit = func(int) { t.Error("forced exit") }
+			done := make(chan error, 1)
+			go func() { done <- c.Run(context.Background(), nil) }()
+			var sig chan<- os.Signal
+			select {
+			case sig = <-sigs: // started: everything of ops.start has run
+			case err := <-done:
+				if tt.wantErr == "" || err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("run: %v, want an error with %q", err, tt.wantErr)
+				}
+				return
+			}
+			sig <- syscall.SIGTERM
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if tt.wantErr != "" {
+				t.Fatalf("run started; want it to fail with %q", tt.wantErr)
+			}
+			logs := stderr.String()
+			if tt.wantLog != "" && !strings.Contains(logs, tt.wantLog) {
+				t.Errorf("log lacks %q:\n%s", tt.wantLog, logs)
+			}
+			if tt.noLog != "" && strings.Contains(logs, tt.noLog) {
+				t.Errorf("log has %q:\n%s", tt.noLog, logs)
+			}
+		})
+	}
+}
