@@ -11,6 +11,9 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
+// errRewatch ends a watch that must be set up again at once.
+var errRewatch = errors.New("the key file became or stopped being a symlink")
+
 // pollEvery is how often the watch reads the file when the folder cannot be
 // watched (no inotify left, folder removed).
 const pollEvery = time.Second
@@ -57,6 +60,9 @@ func (s *Store) watch(ctx context.Context, ch chan<- Update) {
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		if errors.Is(err, errRewatch) {
+			continue
 		}
 		// The folder cannot be watched (gone, or no inotify left): read the
 		// file every pollEvery until a watch can be set up again.
@@ -124,6 +130,9 @@ func (s *Store) follow(ctx context.Context, w *fsnotify.Watcher, linked bool, se
 			}
 			if !linked && filepath.Base(ev.Name) != base {
 				continue // another file in the folder
+			}
+			if fi, err := os.Lstat(s.path); err == nil && (fi.Mode()&os.ModeSymlink != 0) != linked {
+				return errRewatch // the file became a symlink, or stopped being one
 			}
 			timer.Reset(s.opt.Debounce)
 		case err, ok := <-w.Errors:

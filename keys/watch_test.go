@@ -556,3 +556,25 @@ func TestHoldGivesUpOnAFileThatKeepsChanging(t *testing.T) {
 		t.Errorf("%d reads, want %d (one per hold and the first)", n, maxHolds+1)
 	}
 }
+
+// The key file replaced by a symlink to a file elsewhere while watched:
+// later edits of the link's target still arrive.
+func TestWatchFileBecomesSymlink(t *testing.T) {
+	w := startWatch(t, keysFile(2), true)
+	elsewhere := filepath.Join(t.TempDir(), "real.properties")
+	writeFile(t, elsewhere, keysFile(3))
+	tmp := w.Path() + ".link"
+	if err := os.Symlink(elsewhere, tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, w.Path()); err != nil {
+		t.Fatal(err)
+	}
+	if u := w.next(t); u.Err != nil || u.Snapshot.Len() != 3 {
+		t.Fatalf("update %+v, want the link's target", u)
+	}
+	writeFile(t, elsewhere, keysFile(4))
+	if u := w.next(t); u.Err != nil || u.Snapshot.Len() != 4 {
+		t.Fatalf("update %+v, want the edit of the target", u)
+	}
+}
