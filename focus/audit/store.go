@@ -129,6 +129,8 @@ func Line(r Record, loc *time.Location) string {
 		add("— " + r.Reason)
 	}
 	switch {
+	case r.Event == StoreLoaded && r.Count == 1:
+		add("(1 key)")
 	case r.Event == StoreLoaded:
 		add(fmt.Sprintf("(%d keys)", r.Count))
 	case r.Count > 0:

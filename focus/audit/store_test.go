@@ -183,6 +183,7 @@ func TestLine(t *testing.T) {
 		{Record{Time: at, Event: SSHSessionStart, Fingerprint: "SHA256:abc", Action: "read-only", Actor: "ssh:SHA256:abc"}, `12-04 20:01:02  ssh login read-only by ssh:SHA256:abc`},
 		{Record{Time: at, Event: "future_kind"}, `12-04 20:01:02  future_kind`},
 		{Record{Time: at, Event: StoreLoaded, Count: 42, Reason: "focus started"}, `12-04 20:01:02  keys loaded — focus started (42 keys)`},
+		{Record{Time: at, Event: StoreLoaded, Count: 1, Reason: "focus started"}, `12-04 20:01:02  keys loaded — focus started (1 key)`},
 	}
 	for _, tt := range tests {
 		if got := Line(tt.r, time.UTC); got != tt.want {
