@@ -244,7 +244,12 @@ func (c *runCommand) serve(ctx context.Context, log *slog.Logger, store *keys.St
 			case s := <-sigs:
 				switch {
 				case s == syscall.SIGHUP:
-					_ = notify.Reloading("re-reading the key file")
+					// Before the first READY=1 a reload must not tell systemd
+					// the service is up.
+					started := readyYet(f)
+					if started {
+						_ = notify.Reloading("re-reading the key file")
+					}
 					u := store.Reload()
 					if u.Err != nil {
 						log.Error("reload: key file not applied; the last good keys stay", "err", u.Err)
@@ -257,7 +262,9 @@ func (c *runCommand) serve(ctx context.Context, log *slog.Logger, store *keys.St
 						f.SetSecret(s) // applies at the next reconnect
 					}
 					c.ops.reload(log)
-					_ = notify.Ready("connected to Prosody")
+					if started {
+						_ = notify.Ready("connected to Prosody")
+					}
 				case !stopping:
 					stopping = true
 					log.Info("signal: draining (send it again to exit at once)", "signal", s.String())

@@ -276,3 +276,14 @@ func auditTail(path string) func(n int) ([]string, error) {
 		return lines, err
 	}
 }
+
+// readyYet reports whether the focus has been ready (connected) once, i.e.
+// systemd has had its first READY=1.
+func readyYet(f *focus.Focus) bool {
+	select {
+	case <-f.Ready():
+		return true
+	default:
+		return false
+	}
+}
