@@ -36,6 +36,9 @@ type opsFlags struct {
 	auditLog *audit.Log
 	httpStop func()        // ends the HTTP server (close)
 	httpDone chan struct{} // closed when it has ended
+	// restatus asks for the status line again: READY=1 after a reload
+	// carries its own STATUS, which the status line then replaces.
+	restatus chan struct{}
 }
 
 // define adds the flags; str is runCommand's flag helper (env defaults).
@@ -112,17 +115,24 @@ func (o *opsFlags) start(ctx context.Context, g *errgroup.Group, c *runCommand, 
 	// systemd status line: what `systemctl status keyfocus` shows, kept
 	// current (at most once a second) from the same events as the metrics.
 	if notify.Enabled() {
+		o.restatus = make(chan struct{}, 1)
 		g.Go(func() error {
 			var last string
 			tick := time.NewTicker(time.Second)
 			defer tick.Stop()
 			dirty := true
+			ready := f.Ready()
 			for {
 				select {
 				case <-ctx.Done():
 					return nil
 				case <-tracker.Changed():
 					dirty = true
+				case <-ready: // READY=1 went out with its own STATUS
+					ready = nil
+					dirty, last = true, ""
+				case <-o.restatus:
+					dirty, last = true, ""
 				case <-tick.C:
 					if s := tracker.Status(); dirty && s != last {
 						_ = notify.Status(s)
@@ -187,8 +197,15 @@ func (o *opsFlags) sshConsole(s sshconsole.Session, c *runCommand, log *slog.Log
 	})
 }
 
-// reload is the ops side of SIGHUP: reopen the audit log (after logrotate).
+// reload is the ops side of SIGHUP: reopen the audit log (after logrotate)
+// and send the status line again after the reload's READY=1.
 func (o *opsFlags) reload(log *slog.Logger) {
+	if o.restatus != nil {
+		select {
+		case o.restatus <- struct{}{}:
+		default:
+		}
+	}
 	if o.auditLog == nil {
 		return
 	}

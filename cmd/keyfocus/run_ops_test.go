@@ -352,6 +352,8 @@ func TestRunOperations(t *testing.T) {
 	r.sig <- syscall.SIGHUP
 	r.waitNote("RELOADING=1")
 	r.waitNote("READY=1")
+	// The live status line replaces the reload's own STATUS.
+	r.waitNoteContaining("STATUS=" + r.srv.Component + " connected; ")
 	c2sPort, compPort := port(t, r.srv.C2SAddr), port(t, r.srv.ComponentAddr)
 	r.srv.Stop()
 	r.waitHTTP("/about/health", 503, "not connected to Prosody")
