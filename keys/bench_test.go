@@ -12,6 +12,17 @@ import (
 	"time"
 )
 
+// reportCPU, deferred at the start of a benchmark, reports the process's CPU
+// time per operation (cpu-ns/op; 0 where it cannot be read).
+func reportCPU(b *testing.B) func() {
+	start := cpuTime()
+	return func() {
+		if b.N > 0 {
+			b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
+		}
+	}
+}
+
 func benchKey(i int) string { return fmt.Sprintf("kf_bench%07d", i) }
 
 // benchFile is a key file of n hashed keys with attributes, as keyfocus
@@ -55,6 +66,7 @@ func BenchmarkLookup(b *testing.B) {
 		}
 		now := time.Now()
 		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+			defer reportCPU(b)()
 			i := 0
 			for b.Loop() {
 				if _, v := snap.Authorize(keys[i%len(keys)], "board", now, false); v != Valid {
@@ -64,6 +76,7 @@ func BenchmarkLookup(b *testing.B) {
 			}
 		})
 		b.Run(fmt.Sprintf("fold/keys=%d", n), func(b *testing.B) {
+			defer reportCPU(b)()
 			i := 0
 			for b.Loop() {
 				if snap.LookupFold(keys[i%len(keys)]) == nil {
@@ -73,6 +86,7 @@ func BenchmarkLookup(b *testing.B) {
 			}
 		})
 		b.Run(fmt.Sprintf("miss/keys=%d", n), func(b *testing.B) {
+			defer reportCPU(b)()
 			for b.Loop() {
 				if snap.Lookup("kf_not_a_key") != nil {
 					b.Fatal("found a key that is not there")
@@ -90,6 +104,7 @@ func BenchmarkLoad(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.SetBytes(int64(len(data)))
+	defer reportCPU(b)()
 	for b.Loop() {
 		s, err := OpenWith(path, Options{Logger: quietLogger()})
 		if err != nil || s.Snapshot().Len() != 100_000 {
@@ -133,6 +148,7 @@ func BenchmarkSeedMethod(b *testing.B) {
 	key := benchKey(n - 1) // the seed scans to the end for the last key
 	var seedNs float64
 	b.Run("seed", func(b *testing.B) {
+		defer reportCPU(b)()
 		for b.Loop() {
 			if e, err := seedLookup(path, key); e == nil || err != nil {
 				b.Fatal("seed lookup failed", err)
@@ -141,6 +157,7 @@ func BenchmarkSeedMethod(b *testing.B) {
 		seedNs = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
 	})
 	b.Run("snapshot", func(b *testing.B) {
+		defer reportCPU(b)()
 		for b.Loop() {
 			if s.Snapshot().Lookup(key) == nil {
 				b.Fatal("snapshot lookup failed")

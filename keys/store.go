@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -65,14 +65,19 @@ type Store struct {
 	watching atomic.Bool
 }
 
-// fileState identifies one content of the file (or its absence).
+// fileState identifies one content of the file (or its absence). The hash
+// only tells contents apart within this process (its seed is random): a
+// cheap hash, because a 100k-key file is hashed on every reload.
 type fileState struct {
 	missing bool
-	sum     [32]byte
+	size    int
+	sum     uint64
 }
 
+var stateSeed = maphash.MakeSeed()
+
 func stateOf(data []byte, missing bool) fileState {
-	return fileState{missing: missing, sum: sha256.Sum256(data)}
+	return fileState{missing: missing, size: len(data), sum: maphash.Bytes(stateSeed, data)}
 }
 
 // Open reads the key file, creating it empty (mode 0600) if it is missing.
