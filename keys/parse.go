@@ -575,7 +575,7 @@ func ParseRooms(s string) ([]string, error) {
 		if p = strings.TrimSpace(p); p == "" {
 			continue
 		}
-		if strings.IndexAny(p, "; \t@") >= 0 {
+		if strings.ContainsAny(p, "; \t@") {
 			return nil, fmt.Errorf("room pattern %q may not contain ';', '@' or blanks (use the room's name, e.g. team-*)", p)
 		}
 		if _, err := path.Match(p, ""); strings.ContainsAny(p, `[\`) && err != nil {
