@@ -9,7 +9,8 @@ import (
 )
 
 // The long form: KEYFOCUS_SOAK_DURATION of load (default 10m), more
-// participants per cohort and more cohorts. Run it with
+// participants per cohort and more cohorts, and the fault schedule repeated
+// in rounds of about 90 s. Run it with
 //
 //	KEYFOCUS_SOAK_DURATION=30m go test -tags soak -run TestSoak -timeout 2h -v ./focus/soak/
 func init() {
@@ -23,7 +24,9 @@ func init() {
 			load = d
 		}
 		return params{
-			Load: load, Cohorts: 10, RoomsPerCohort: 4, Rate: 2, Concurrency: 16,
+			// One round of faults every 90 s or so, each with fresh keys:
+			// restarts and revocations keep coming for the whole run.
+			Load: load, Rounds: max(1, int(load/(90*time.Second))), Cohorts: 10, RoomsPerCohort: 4, Rate: 2, Concurrency: 16,
 			Stay: 10 * time.Second, MaxLinger: time.Second, GoroutineSlack: 40, Sample: 50 * time.Millisecond,
 		}
 	}

@@ -27,6 +27,7 @@ import (
 // params size one soak run.
 type params struct {
 	Load           time.Duration // how long participants keep arriving; the faults are spread over it
+	Rounds         int           // the fault schedule runs this many times over Load, each round with fresh cohorts
 	Cohorts        int           // keys present from the start, one load runner each (at least 6)
 	RoomsPerCohort int
 	Rate           float64       // participants started per second, per cohort
@@ -42,7 +43,7 @@ type params struct {
 // (soak_long_test.go replaces this function).
 var soakParams = func(t *testing.T) params {
 	p := params{
-		Load: 60 * time.Second, Cohorts: 6, RoomsPerCohort: 4, Rate: 1.5, Concurrency: 10,
+		Load: 60 * time.Second, Rounds: 1, Cohorts: 6, RoomsPerCohort: 4, Rate: 1.5, Concurrency: 10,
 		Stay: 4 * time.Second, MaxLinger: time.Second, GoroutineSlack: 30, Sample: 50 * time.Millisecond,
 	}
 	if testing.Short() {
@@ -67,6 +68,7 @@ type cohort struct {
 	fp    string
 	form  simulate.KeyForm
 	rooms []string // bare room JIDs as the participants join them
+	keep  bool     // valid from start to end: nobody of it may be removed
 
 	// guarded by model.mu
 	invalidAt time.Time // zero: valid; else the key is not valid for these rooms from then on
@@ -435,93 +437,41 @@ func (ck *checker) sample(now time.Time) {
 	}
 }
 
-func TestSoak(t *testing.T) {
-	p := soakParams(t)
-	srv := prosodytest.Start(t)
-	dir := t.TempDir()
-	e := &env{
-		t: t, p: p, srv: srv, dir: dir,
-		keysPath: filepath.Join(dir, "keys.properties"),
-		state:    filepath.Join(dir, "state.json"),
-		logPath:  filepath.Join(dir, "focus.log"),
-		model:    &model{byRoom: map[string]*cohort{}},
-		removed:  map[string]map[int]int{},
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			if b, err := os.ReadFile(e.logPath); err == nil {
-				t.Logf("focus log (last lines):\n%s", tailLines(string(b), 40))
-			}
-		}
-	})
-	var err error
-	e.obsKey, err = keys.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The observer's key is a seed-style plaintext line an operator typed in.
-	header := "# soak test keys\n# the observer: every room\n" + e.obsKey + "=Soak Observer\n"
-	if err := os.WriteFile(e.keysPath, []byte(header), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if e.ops, err = keys.OpenWith(e.keysPath, keys.Options{Logger: quiet()}); err != nil {
-		t.Fatal(err)
-	}
-	e.obs = &observer{acc: simulate.Account{Addr: srv.C2SAddr, Domain: srv.Domain, Logger: quiet()}, focus: srv.Component, key: e.obsKey}
-
-	begin := time.Now()
-	loadEnd := begin.Add(p.Load)
-	at := func(frac float64) time.Time { return begin.Add(time.Duration(frac * float64(p.Load))) }
-
-	// Cohorts: 0 revoked, 1 edited out of its rooms, 2 revoked after the
-	// broken file is repaired, 3 revoked while the focus is down, 4 edited
-	// harmlessly (must keep everyone), 5 expires; more stay valid throughout.
-	expiresAt := at(0.66).Truncate(time.Second).Add(time.Second)
-	for i := range max(p.Cohorts, 6) {
-		spec := keys.Spec{Name: fmt.Sprintf("Cohort %d", i)}
+// makeCohorts adds the keys of round r (cohort numbers from 10*r): 0 revoked,
+// 1 edited out of its rooms, 2 revoked after the broken file is repaired, 3
+// revoked while the focus is down, 4 edited harmlessly (must keep everyone),
+// 5 expires; more stay valid throughout.
+func (e *env) makeCohorts(r int, rb time.Time, length time.Duration) []*cohort {
+	expiresAt := rb.Add(time.Duration(0.66 * float64(length))).Truncate(time.Second).Add(time.Second)
+	var cs []*cohort
+	for i := range max(e.p.Cohorts, 6) {
+		spec := keys.Spec{Name: fmt.Sprintf("Cohort %d", 10*r+i)}
 		if i == 5 {
 			spec.Expires = expiresAt
 		}
-		e.newCohort(i, spec)
+		c := e.newCohort(10*r+i, spec)
+		c.keep = i == 4 || i > 5
+		cs = append(cs, c)
 	}
-	e.startFocus()
-	defer e.stopFocus()
+	return cs
+}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var bg sync.WaitGroup
-	bg.Add(1)
-	go func() { defer bg.Done(); e.obs.run(ctx) }()
-	defer func() { cancel(); bg.Wait(); e.obs.close() }()
-
-	// Wait until the observer sits in every room, then take the baseline.
-	waitFor(t, "observer in every room", waitLong, func() bool { return e.obs.inAll() })
-	runtime.GC()
-	baseG := runtime.NumGoroutine()
-	var baseMem runtime.MemStats
-	runtime.ReadMemStats(&baseMem)
-
-	ck := &checker{e: e, lingers: map[string]*lingerRec{}}
-	ckCtx, stopCk := context.WithCancel(ctx)
-	var ckWG sync.WaitGroup
-	ckWG.Add(1)
-	go func() { defer ckWG.Done(); ck.run(ckCtx) }()
-
-	var load sync.WaitGroup
-	e.model.mu.Lock()
-	initial := append([]*cohort(nil), e.model.cohorts...)
-	e.model.mu.Unlock()
+// round runs the fault schedule once over [rb, rb+length) with the cohorts
+// of that round, whose load runners stop at the round's end.
+func (e *env) round(ctx context.Context, load *sync.WaitGroup, r int, begin, rb time.Time, length time.Duration, initial []*cohort) {
+	t := e.t
+	srv := e.srv
+	loadEnd := rb.Add(length)
+	at := func(frac float64) time.Time { return rb.Add(time.Duration(frac * float64(length))) }
 	for _, c := range initial {
-		e.runCohort(ctx, &load, c, loadEnd)
+		e.runCohort(ctx, load, c, loadEnd)
 	}
-
-	// The faults, spread over the load.
 	step := func(frac float64, what string, do func()) {
 		// The faults follow a schedule over the load: a timer, not pacing.
 		timer := time.NewTimer(time.Until(at(frac)))
 		defer timer.Stop()
 		<-timer.C
-		t.Logf("%6.1fs  %s", time.Since(begin).Seconds(), what)
+		t.Logf("%6.1fs  round %d: %s", time.Since(begin).Seconds(), r, what)
 		do()
 	}
 	// The promise runs from the moment the key file holds the change: when
@@ -537,8 +487,8 @@ func TestSoak(t *testing.T) {
 	var late *cohort
 	step(0.08, "revoke cohort 0 (keys revoke)", func() { revoke(initial[0], "keys revoke") })
 	step(0.14, "add a key: a new cohort starts", func() {
-		late = e.newCohort(len(initial), keys.Spec{Name: "Late Cohort"})
-		e.runCohort(ctx, &load, late, loadEnd)
+		late = e.newCohort(10*r+len(initial), keys.Spec{Name: "Late Cohort"})
+		e.runCohort(ctx, load, late, loadEnd)
 	})
 	step(0.20, "edit cohort 1's rooms so its rooms are no longer allowed", func() {
 		c := initial[1]
@@ -560,15 +510,18 @@ func TestSoak(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	var broken []byte
+	var good []byte
 	step(0.32, "break the key file (a line that does not parse)", func() {
-		good := e.readFile()
-		broken = append(append([]byte(nil), good...), "kf_typo=Broken Line; expires=next tuesday\n"...)
+		good = e.readFile()
+		broken := append(append([]byte(nil), good...), "kf_typo=Broken Line; expires=next tuesday\n"...)
+		e.fmu.Lock()
+		failures := len(e.storeFail)
+		e.fmu.Unlock()
 		e.writeFile(broken)
 		waitFor(t, "the focus reports the broken file", waitLong, func() bool {
 			e.fmu.Lock()
 			defer e.fmu.Unlock()
-			return len(e.storeFail) > 0
+			return len(e.storeFail) > failures
 		})
 		// An edit on a broken file is refused, and the file stays as it is.
 		e.ops.Reload()
@@ -581,10 +534,9 @@ func TestSoak(t *testing.T) {
 		if got := e.readFile(); !bytes.Equal(got, broken) {
 			t.Errorf("a refused edit changed the broken key file")
 		}
-		broken = good
 	})
 	step(0.38, "repair the key file, then revoke cohort 2", func() {
-		e.writeFile(broken)
+		e.writeFile(good)
 		revoke(initial[2], "after repair")
 	})
 	step(0.46, "restart Prosody", func() {
@@ -620,6 +572,78 @@ func TestSoak(t *testing.T) {
 		e.writeFile([]byte(strings.Join(out, "")))
 		e.model.invalidate(late, time.Now(), "line deleted by hand")
 	})
+}
+
+func TestSoak(t *testing.T) {
+	p := soakParams(t)
+	srv := prosodytest.Start(t)
+	dir := t.TempDir()
+	e := &env{
+		t: t, p: p, srv: srv, dir: dir,
+		keysPath: filepath.Join(dir, "keys.properties"),
+		state:    filepath.Join(dir, "state.json"),
+		logPath:  filepath.Join(dir, "focus.log"),
+		model:    &model{byRoom: map[string]*cohort{}},
+		removed:  map[string]map[int]int{},
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			if b, err := os.ReadFile(e.logPath); err == nil {
+				t.Logf("focus log (last lines):\n%s", tailLines(string(b), 40))
+			}
+		}
+	})
+	var err error
+	e.obsKey, err = keys.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The observer's key is a seed-style plaintext line an operator typed in.
+	header := "# soak test keys\n# the observer: every room\n" + e.obsKey + "=Soak Observer\n"
+	if err := os.WriteFile(e.keysPath, []byte(header), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if e.ops, err = keys.OpenWith(e.keysPath, keys.Options{Logger: quiet()}); err != nil {
+		t.Fatal(err)
+	}
+	e.obs = &observer{acc: simulate.Account{Addr: srv.C2SAddr, Domain: srv.Domain, Logger: quiet()}, focus: srv.Component, key: e.obsKey}
+
+	begin := time.Now()
+	rounds := max(p.Rounds, 1)
+	roundLen := p.Load / time.Duration(rounds)
+	first := e.makeCohorts(0, begin, roundLen)
+	e.startFocus()
+	defer e.stopFocus()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var bg sync.WaitGroup
+	bg.Add(1)
+	go func() { defer bg.Done(); e.obs.run(ctx) }()
+	defer func() { cancel(); bg.Wait(); e.obs.close() }()
+
+	// Wait until the observer sits in every room, then take the baseline.
+	waitFor(t, "observer in every room", waitLong, func() bool { return e.obs.inAll() })
+	runtime.GC()
+	baseG := runtime.NumGoroutine()
+	var baseMem runtime.MemStats
+	runtime.ReadMemStats(&baseMem)
+
+	ck := &checker{e: e, lingers: map[string]*lingerRec{}}
+	ckCtx, stopCk := context.WithCancel(ctx)
+	var ckWG sync.WaitGroup
+	ckWG.Add(1)
+	go func() { defer ckWG.Done(); ck.run(ckCtx) }()
+
+	var load sync.WaitGroup
+	for r := range rounds {
+		rb := begin.Add(time.Duration(r) * roundLen)
+		cohorts := first
+		if r > 0 {
+			cohorts = e.makeCohorts(r, rb, roundLen)
+		}
+		e.round(ctx, &load, r, begin, rb, roundLen, cohorts)
+	}
 
 	load.Wait()
 	t.Logf("%6.1fs  load over", time.Since(begin).Seconds())
@@ -714,12 +738,9 @@ func (e *env) report(ck *checker, baseG, endG int, baseMem, endMem *runtime.MemS
 	e.fmu.Lock()
 	fmt.Fprintf(&b, "removed by the focus (actor: cohort=n): %v; store failures reported: %d; events dropped: %d\n", e.removed, len(e.storeFail), e.dropped)
 	for actor, byCohort := range e.removed {
-		if actor == "operator" {
-			continue
-		}
-		for _, idx := range []int{4} { // valid from start to end, only edited harmlessly
-			if n := byCohort[idx]; n > 0 {
-				t.Errorf("%d member(s) of cohort %d (valid key, harmless edit) were removed by %q", n, idx, actor)
+		for _, c := range e.model.cohorts {
+			if n := byCohort[c.idx]; n > 0 && c.keep {
+				t.Errorf("%d member(s) of cohort %d (valid key throughout) were removed by %q", n, c.idx, actor)
 			}
 		}
 	}
