@@ -1,7 +1,9 @@
 package keys
 
 import (
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"strings"
 	"time"
 )
@@ -76,12 +78,33 @@ func (s *Snapshot) Lookup(key string) *Entry {
 	if s == nil || key == "" {
 		return nil
 	}
-	id := HashKey(key)
-	e := s.byID[id]
-	if e == nil || subtle.ConstantTimeCompare([]byte(e.ID), []byte(id)) != 1 {
+	var id [64]byte
+	hashInto(&id, key)
+	e := s.byID[string(id[:])] // no allocation: the compiler looks up in place
+	if e == nil || !constantTimeEqual(e.ID, id[:]) {
 		return nil
 	}
 	return e
+}
+
+// hashInto writes HashKey(key) into id without allocating: lookups are the
+// focus's hot path.
+func hashInto(id *[64]byte, key string) {
+	sum := sha256.Sum256([]byte(key))
+	hex.Encode(id[:], sum[:])
+}
+
+// constantTimeEqual is subtle.ConstantTimeCompare for a string and a byte
+// slice, without converting (and allocating) either.
+func constantTimeEqual(a string, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	var v byte
+	for i := 0; i < len(b); i++ {
+		v |= a[i] ^ b[i]
+	}
+	return subtle.ConstantTimeByteEq(v, 0) == 1
 }
 
 // LookupFold finds the entry for a key presented in the room-prefix form,
@@ -90,8 +113,9 @@ func (s *Snapshot) LookupFold(key string) *Entry {
 	if s == nil || key == "" {
 		return nil
 	}
-	id := HashKey(strings.ToLower(key))
-	e := s.byFold[id]
+	var id [64]byte
+	hashInto(&id, strings.ToLower(key))
+	e := s.byFold[string(id[:])]
 	if e == nil {
 		return nil
 	}
@@ -99,7 +123,7 @@ func (s *Snapshot) LookupFold(key string) *Entry {
 	if want == "" {
 		want = e.ID
 	}
-	if subtle.ConstantTimeCompare([]byte(want), []byte(id)) != 1 {
+	if !constantTimeEqual(want, id[:]) {
 		return nil
 	}
 	return e
