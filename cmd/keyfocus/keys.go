@@ -252,6 +252,9 @@ func (c *keysCommand) list(args []string) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
 	}
+	if snap.Len() == 0 {
+		fmt.Fprintf(c.env.Stderr, "%s has no keys yet: nobody can open a conference. Add one with 'keyfocus keys add --name NAME'.\n", s.Path())
+	}
 	tw := tabwriter.NewWriter(c.env.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tFINGERPRINT\tFORM\tROOMS\tEXPIRES\tLIMIT\tLINE")
 	for _, e := range snap.Entries() {
@@ -273,6 +276,23 @@ func (c *keysCommand) list(args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", sanitize(e.Name), e.Fingerprint, form(e), rooms, exp, limit, e.Line)
 	}
 	return tw.Flush()
+}
+
+// describe says in words what an entry allows.
+func describe(e *keys.Entry) string {
+	rooms := "every room"
+	if len(e.Rooms) > 0 {
+		rooms = "rooms " + strings.Join(e.Rooms, ",")
+	}
+	exp := "never expires"
+	if !e.Expires.IsZero() {
+		exp = "expires " + keys.FormatExpires(e.Expires)
+	}
+	limit := "no limit"
+	if e.MaxParticipants > 0 {
+		limit = fmt.Sprintf("at most %d people per room", e.MaxParticipants)
+	}
+	return fmt.Sprintf("%q, %s, %s, %s", sanitize(e.Name), rooms, exp, limit)
 }
 
 // sanitize keeps a client name from breaking the table (tabs, escapes).
@@ -461,7 +481,7 @@ func (c *keysCommand) edit(args []string) error {
 		return err
 	}
 	c.record(audit.KeyEdited, e, audit.EntryChanges(old, e)...)
-	fmt.Fprintf(c.env.Stderr, "Changed key %s (%q, line %d) in %s.\n", e.Fingerprint, e.Name, e.Line, s.Path())
+	fmt.Fprintf(c.env.Stderr, "Changed key %s (line %d) in %s: %s.\n", e.Fingerprint, e.Line, s.Path(), describe(e))
 	return nil
 }
 

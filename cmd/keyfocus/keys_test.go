@@ -299,6 +299,9 @@ func TestKeysEdit(t *testing.T) {
 			if got := fileText(t, path); got != want {
 				t.Errorf("file:\n%s\nwant:\n%s", got, want)
 			}
+			if !strings.Contains(stderr, "Changed key "+keys.Fingerprint("kf_acme")) {
+				t.Errorf("stderr %q", stderr)
+			}
 		})
 	}
 }
