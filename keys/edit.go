@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -14,7 +15,7 @@ import (
 // when it is not what the store last read (ErrConflict) or does not parse,
 // lets change compute the new content, checks that the new content parses,
 // saves it atomically and swaps the snapshot.
-func (s *Store) modify(change func(d *document) ([]byte, error)) (*Snapshot, error) {
+func (s *Store) modify(change func(d *document) ([]byte, error), verify func(nd *document) bool) (*Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	target := s.path
@@ -44,6 +45,9 @@ func (s *Store) modify(change func(d *document) ([]byte, error)) (*Snapshot, err
 	if err := nd.err(); err != nil {
 		// A bug in keyfocus, never the operator's: refuse rather than save.
 		return nil, fmt.Errorf("internal error: the edited key file would not parse (%w); nothing saved", err)
+	}
+	if !verify(nd) {
+		return nil, errors.New("internal error: the edited key file would not read back as intended; nothing saved")
 	}
 	if err := writeAtomic(s.path, out); err != nil {
 		return nil, err
@@ -77,11 +81,16 @@ func (s *Store) Add(spec Spec) (key string, e *Entry, err error) {
 }
 
 func (s *Store) add(key string, spec Spec) (*Entry, error) {
+	spec = spec.normalized()
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
 	id := HashKey(key)
-	snap, err := s.modify(func(d *document) ([]byte, error) { return addDoc(d, id, spec), nil })
+	snap, err := s.modify(func(d *document) ([]byte, error) { return addDoc(d, id, spec), nil },
+		func(nd *document) bool {
+			e := nd.snap.byID[id]
+			return e != nil && e.Name == spec.Name && e.Line == nd.entries[len(nd.entries)-1].Line
+		})
 	if err != nil {
 		return nil, err
 	}
@@ -93,6 +102,7 @@ func (s *Store) add(key string, spec Spec) (*Entry, error) {
 // expiry and limit become exactly those of spec (start from SpecOf(entry) to
 // change one thing). Unknown attributes, the key and every other line stay.
 func (s *Store) Edit(id string, spec Spec) (*Entry, error) {
+	spec = spec.normalized()
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
@@ -102,6 +112,10 @@ func (s *Store) Edit(id string, spec Spec) (*Entry, error) {
 			return nil, s.notFound(id)
 		}
 		return out, nil
+	}, func(nd *document) bool {
+		e := nd.snap.byID[id]
+		return e != nil && e.Name == spec.Name && e.MaxParticipants == spec.MaxParticipants &&
+			e.Expires.Equal(spec.Expires) && slices.Equal(e.Rooms, spec.Rooms)
 	})
 	if err != nil {
 		return nil, err
@@ -122,7 +136,7 @@ func (s *Store) Revoke(id string) (*Entry, error) {
 			return nil, s.notFound(id)
 		}
 		return out, nil
-	})
+	}, func(nd *document) bool { return nd.snap.byID[id] == nil })
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +150,33 @@ func addDoc(d *document, id string, spec Spec) []byte {
 	if len(out) > 0 && out[len(out)-1] != '\n' && out[len(out)-1] != '\r' {
 		out = append(out, d.newline...)
 	}
+	if danglingContinuation(d) {
+		// The last line ends in a backslash: the new line would continue
+		// it. An empty line ends the continuation without changing it.
+		empty := d.newline
+		if out[len(out)-1] == '\r' && empty[0] == '\n' {
+			empty = "\r\n" // a lone "\n" would join the CR before it
+		}
+		out = append(out, empty...)
+	}
 	return append(out, hashedPrefix+id+"="+escapeValue(spec.value())+d.newline...)
+}
+
+// danglingContinuation reports whether the file's last entry ends with a
+// line continuation that has no next line.
+func danglingContinuation(d *document) bool {
+	if len(d.recs) == 0 {
+		return false
+	}
+	r := d.recs[len(d.recs)-1]
+	if r.kind != recEntry || r.end != len(d.data) {
+		return false
+	}
+	bs := 0
+	for i := r.contentEnd - 1; i >= r.start && d.data[i] == '\\'; i-- {
+		bs++
+	}
+	return bs%2 == 1
 }
 
 // editDoc returns d's content with the first entry of id set to spec; only
@@ -167,11 +207,18 @@ func revokeDoc(d *document, id string) ([]byte, *Entry) {
 			continue
 		}
 		gone = rec.entry
-		start := rec.start
-		if i == 0 && strings.HasPrefix(string(d.data), "\uFEFF") {
-			start = 3 // keep the byte order mark
+		start, repl := rec.start, ""
+		if i == 0 {
+			switch bom := []byte("\uFEFF"); {
+			case bytes.HasPrefix(d.data, bom):
+				start = 3 // keep the byte order mark
+			case bytes.HasPrefix(out[rec.end:], bom):
+				// The next line starts with U+FEFF: at the start of the file
+				// it would read as a byte order mark. Leave an empty line.
+				repl = d.newline
+			}
 		}
-		out = splice(out, start, rec.end, "")
+		out = splice(out, start, rec.end, repl)
 	}
 	return out, gone
 }

@@ -23,6 +23,24 @@ func SpecOf(e *Entry) Spec {
 	return Spec{Name: e.Name, Rooms: slices.Clone(e.Rooms), Expires: e.Expires, MaxParticipants: e.MaxParticipants}
 }
 
+// normalized is the spec as it will read back from the file: names and
+// patterns trimmed, the expiry to the second (RFC 3339 as written has no
+// fractions).
+func (sp Spec) normalized() Spec {
+	sp.Name = strings.TrimSpace(sp.Name)
+	if sp.Rooms != nil {
+		rooms := make([]string, len(sp.Rooms))
+		for i, r := range sp.Rooms {
+			rooms[i] = strings.TrimSpace(r)
+		}
+		sp.Rooms = rooms
+	}
+	if !sp.Expires.IsZero() {
+		sp.Expires = sp.Expires.Round(0).Truncate(time.Second)
+	}
+	return sp
+}
+
 // Validate says what is wrong with a spec, in words an operator can act on.
 func (sp Spec) Validate() error {
 	name := strings.TrimSpace(sp.Name)

@@ -150,10 +150,23 @@ func FuzzParseSaveParse(f *testing.F) {
 				t.Fatalf("entry %d: %+v became %+v\n%q", i, d.entries[i], d2.entries[i], out)
 			}
 		}
+		// 2. Adding a key appends one entry and changes no other.
+		added := parse("f", addDoc(d, HashKey("kf_fuzz"), Spec{Name: "Fuzz", Rooms: []string{"r-*"}}))
+		if len(added.errs) > 0 || len(added.entries) != len(d.entries)+1 {
+			t.Fatalf("after add: %v, %d entries, want %d", added.errs, len(added.entries), len(d.entries)+1)
+		}
+		if last := added.entries[len(d.entries)]; last.ID != HashKey("kf_fuzz") || last.Name != "Fuzz" || len(last.Rooms) != 1 {
+			t.Fatalf("added entry %+v", last)
+		}
+		for i := range d.entries {
+			if !sameEntry(d.entries[i], added.entries[i]) {
+				t.Fatalf("entry %d changed by an add: %+v", i, added.entries[i])
+			}
+		}
 		if len(d.entries) == 0 {
 			return
 		}
-		// 2. Editing one entry changes that entry only.
+		// 3. Editing one entry changes that entry only.
 		e := d.entries[0]
 		sp := SpecOf(e)
 		sp.Name = "Edited"
@@ -176,7 +189,7 @@ func FuzzParseSaveParse(f *testing.F) {
 				t.Fatalf("entry %d changed by an edit of entry 0: %+v", i, d3.entries[i])
 			}
 		}
-		// 3. Revoking it removes every entry of that key and nothing else.
+		// 4. Revoking it removes every entry of that key and nothing else.
 		revoked, gone := revokeDoc(d, e.ID)
 		if gone == nil {
 			t.Fatal("revokeDoc found no entry")

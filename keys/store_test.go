@@ -418,3 +418,38 @@ func TestConcurrentEditors(t *testing.T) {
 		t.Fatalf("%d keys added, %d in the file", n, final.Snapshot().Len())
 	}
 }
+
+// Specs as a console form fills them: blanks around names and patterns, an
+// expiry with fractions of a second. They save, and read back as given.
+func TestSpecNormalized(t *testing.T) {
+	s := openTest(t, "")
+	exp := time.Date(2030, 1, 2, 3, 4, 5, 600_000_000, time.FixedZone("CET", 3600))
+	_, e, err := s.Add(Spec{Name: "  Acme  ", Rooms: []string{" a-* ", "b"}, Expires: exp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Name != "Acme" || strings.Join(e.Rooms, ",") != "a-*,b" || !e.Expires.Equal(exp.Truncate(time.Second)) {
+		t.Fatalf("entry %+v", e)
+	}
+	sp := SpecOf(e)
+	sp.Expires = exp.Add(time.Hour)
+	if e, err = s.Edit(e.ID, sp); err != nil || !e.Expires.Equal(exp.Add(time.Hour).Truncate(time.Second)) {
+		t.Fatalf("Edit = %+v, %v", e, err)
+	}
+}
+
+// A file whose last line ends in a backslash: an added key must not become
+// part of that line.
+func TestAddAfterDanglingContinuation(t *testing.T) {
+	for _, content := range []string{"k=A\\", "k=A\\\n", "k=A\\\r\n"} {
+		s := openTest(t, content)
+		key, e, err := s.Add(Spec{Name: "New"})
+		if err != nil || e == nil {
+			t.Fatalf("%q: Add = %v, %v", content, e, err)
+		}
+		snap := s.Snapshot()
+		if snap.Len() != 2 || snap.Lookup("k").Name != "A" || snap.Lookup(key) == nil {
+			t.Fatalf("%q: after Add: %q", content, readFile(t, s.Path()))
+		}
+	}
+}
