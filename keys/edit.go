@@ -187,10 +187,10 @@ func editDoc(d *document, id string, spec Spec) ([]byte, bool) {
 		if rec.entry == nil || rec.entry.ID != id {
 			continue
 		}
-		v := editValue(rec, spec)
-		if v == rec.value {
-			return d.data, true
+		if spec.equal(SpecOf(rec.entry)) {
+			return d.data, true // nothing changes: not even the spacing
 		}
+		v := editValue(rec, spec)
 		return splice(d.data, rec.valueRaw, rec.contentEnd, escapeValue(v)), true
 	}
 	return nil, false

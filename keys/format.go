@@ -24,8 +24,7 @@ func SpecOf(e *Entry) Spec {
 }
 
 // normalized is the spec as it will read back from the file: names and
-// patterns trimmed, the expiry to the second (RFC 3339 as written has no
-// fractions).
+// patterns trimmed.
 func (sp Spec) normalized() Spec {
 	sp.Name = strings.TrimSpace(sp.Name)
 	if sp.Rooms != nil {
@@ -35,10 +34,13 @@ func (sp Spec) normalized() Spec {
 		}
 		sp.Rooms = rooms
 	}
-	if !sp.Expires.IsZero() {
-		sp.Expires = sp.Expires.Round(0).Truncate(time.Second)
-	}
+	sp.Expires = sp.Expires.Round(0) // no monotonic reading
 	return sp
+}
+
+// equal reports whether two specs mean the same.
+func (sp Spec) equal(o Spec) bool {
+	return sp.Name == o.Name && slices.Equal(sp.Rooms, o.Rooms) && sp.Expires.Equal(o.Expires) && sp.MaxParticipants == o.MaxParticipants
 }
 
 // Validate says what is wrong with a spec, in words an operator can act on.

@@ -617,5 +617,5 @@ func FormatExpires(t time.Time) string {
 			return day.Format(time.DateOnly)
 		}
 	}
-	return t.Format(time.RFC3339)
+	return t.Format(time.RFC3339Nano) // fractions of a second only when there are some
 }

@@ -168,9 +168,16 @@ func FuzzParseSaveParse(f *testing.F) {
 		}
 		// 3. Editing one entry changes that entry only.
 		e := d.entries[0]
+		if same, ok := editDoc(d, e.ID, SpecOf(e)); !ok || !bytes.Equal(same, data) {
+			t.Fatalf("an edit that changes nothing changed the file:\n%q\nfrom %q", same, data)
+		}
 		sp := SpecOf(e)
 		sp.Name = "Edited"
 		sp.MaxParticipants++
+		if len(data)%2 == 0 { // vary which attributes change
+			sp.Rooms = []string{"z*", "y"}
+			sp.Expires = time.Date(2031, 5, 6, 0, 0, 0, 0, time.UTC)
+		}
 		edited, ok := editDoc(d, e.ID, sp)
 		if !ok {
 			t.Fatal("editDoc found no entry")
@@ -180,7 +187,7 @@ func FuzzParseSaveParse(f *testing.F) {
 			t.Fatalf("edited file: %v, %d entries\n%q", d3.errs, len(d3.entries), edited)
 		}
 		want := *e
-		want.Name, want.MaxParticipants = sp.Name, sp.MaxParticipants
+		want.Name, want.MaxParticipants, want.Rooms, want.Expires = sp.Name, sp.MaxParticipants, sp.Rooms, sp.Expires
 		if !sameEntry(d3.entries[0], &want) {
 			t.Fatalf("edited entry %+v, want %+v\n%q", d3.entries[0], want, edited)
 		}
