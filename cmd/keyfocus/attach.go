@@ -5,7 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/keyfocus/keyfocus/focus/control"
 	"github.com/keyfocus/keyfocus/tui"
@@ -74,6 +76,9 @@ func (c *attachCommand) Run(ctx context.Context, args []string) error {
 	if err := needTerminal(c.env, "attach is interactive"); err != nil {
 		return err
 	}
+	// SIGTERM, or a hangup (the terminal went away), ends the console cleanly.
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
 	log, closeLog, err := openLogFile(c.logFile, slog.LevelInfo)
 	if err != nil {
 		return err

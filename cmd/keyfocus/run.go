@@ -243,7 +243,9 @@ func (c *runCommand) serve(ctx context.Context, log *slog.Logger, store *keys.St
 				return nil
 			case s := <-sigs:
 				switch {
-				case s == syscall.SIGHUP:
+				case s == syscall.SIGHUP && c.headless:
+					// With the console, SIGHUP means the terminal went away:
+					// it stops keyfocus like SIGTERM (below).
 					// Before the first READY=1 a reload must not tell systemd
 					// the service is up.
 					started := readyYet(f)

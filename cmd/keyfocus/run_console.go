@@ -58,10 +58,13 @@ func needTerminal(e env, hint string) error {
 }
 
 // runProgram runs a console until the operator quits or ctx ends. The
-// terminal is restored either way.
+// terminal is restored either way. Signals are the caller's (ctx ends on
+// them): bubbletea's own handler can deadlock its shutdown when a signal
+// and the end of ctx race.
 func runProgram(ctx context.Context, m tea.Model, e env) error {
 	p := tea.NewProgram(m,
 		tea.WithContext(ctx),
+		tea.WithoutSignalHandler(),
 		tea.WithInput(e.Stdin),
 		tea.WithOutput(e.Stdout),
 		tea.WithAltScreen(),
