@@ -26,8 +26,8 @@ func init() {
 		return params{
 			// One round of faults every 90 s or so, each with fresh keys:
 			// restarts and revocations keep coming for the whole run.
-			Load: load, Rounds: max(1, int(load/(90*time.Second))), Cohorts: 10, RoomsPerCohort: 4, Rate: 2, Concurrency: 16,
-			Stay: 10 * time.Second, MaxLinger: time.Second, GoroutineSlack: 40, Sample: 50 * time.Millisecond,
+			Load: load, Rounds: max(1, int(load/(90*time.Second))), Cohorts: 8, RoomsPerCohort: 4, Rate: 1, Concurrency: 12,
+			Stay: 8 * time.Second, MaxLinger: time.Second, GoroutineSlack: 40, Sample: 50 * time.Millisecond,
 		}
 	}
 }
