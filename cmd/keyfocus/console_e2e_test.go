@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -281,5 +284,56 @@ func TestAttachEndToEnd(t *testing.T) {
 	}
 	if _, err := os.Stat(sock); err != nil {
 		t.Errorf("control socket gone after the console quit: %v", err)
+	}
+}
+
+// TestConsoleStopsOnSignal: when the terminal goes away (hangup) or the
+// process is told to stop, `keyfocus run` with its console exits instead of
+// living on without a terminal.
+func TestConsoleStopsOnSignal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end console test: skipped with -short")
+	}
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Skip("\n*** SKIPPED: tmux is not on PATH (apt-get install tmux); the console end-to-end test needs it ***")
+	}
+	bin := buildKeyfocus(t)
+	// A port nobody listens on: the focus keeps redialling, the console runs.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	for _, how := range []string{"hangup", "sigterm"} {
+		t.Run(how, func(t *testing.T) {
+			dir := t.TempDir()
+			c := &tmuxConsole{t: t, sock: filepath.Join(dir, "tmux.sock")}
+			c.tmux("-f", "/dev/null", "new-session", "-d", "-s", "kf", "-x", "80", "-y", "24",
+				"-e", "KEYFOCUS_SECRET=x", "-e", "TERM=xterm-256color",
+				bin, "run", "--xmpp-addr", addr, "--keys", filepath.Join(dir, "keys.properties"),
+				"--log-file", filepath.Join(dir, "run.log"), "--http", "")
+			t.Cleanup(func() { exec.Command("tmux", "-S", c.sock, "kill-server").Run() })
+			c.tmux("set-option", "-t", "kf", "remain-on-exit", "on")
+			c.waitFor("reconnecting")
+			pid, err := strconv.Atoi(strings.TrimSpace(c.tmux("display-message", "-p", "-t", "kf", "#{pane_pid}")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if how == "hangup" {
+				c.tmux("kill-server")
+			} else if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for syscall.Kill(pid, 0) == nil {
+				if time.Now().After(deadline) {
+					syscall.Kill(pid, syscall.SIGKILL)
+					logs, _ := os.ReadFile(filepath.Join(dir, "run.log"))
+					t.Fatalf("keyfocus run still running 20s after the %s; log:\n%s", how, logs)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
 	}
 }
