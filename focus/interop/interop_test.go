@@ -137,8 +137,9 @@ type check struct {
 }
 
 type result struct {
-	Client string  `json:"client"`
-	Checks []check `json:"checks"`
+	Client string   `json:"client"`
+	Checks []check  `json:"checks"`
+	Notes  []string `json:"notes"` // what a client library did wrong on its own
 }
 
 const resultPrefix = "INTEROP-RESULT "
@@ -208,6 +209,9 @@ func report(t *testing.T, res result, minChecks int) {
 	t.Helper()
 	if len(res.Checks) < minChecks {
 		t.Errorf("%s: only %d checks ran, want at least %d", res.Client, len(res.Checks), minChecks)
+	}
+	for _, n := range res.Notes {
+		t.Logf("%s: NOTE: %s", res.Client, n)
 	}
 	for _, c := range res.Checks {
 		if !c.OK {

@@ -150,6 +150,7 @@ function expectAdmitted(name, rep) {
 }
 
 function expectRefused(name, rep, code, text) {
+    log(`${name}: the refusal as the client got it: ${show(rep)}`);
     if (!check(`${name}: the request gets an error`, rep.attrs.type === 'error', show(rep))) {
         return;
     }

@@ -1,13 +1,19 @@
-// lib-jitsi-meet itself (the npm package lib-jitsi-meet 1.0.6, a build of
-// November 2016, stock: no clientKey property, so the key travels in the
-// room-prefix form) in a real browser against Prosody over BOSH and keyfocus.
+// lib-jitsi-meet itself in a real browser against Prosody over BOSH and
+// keyfocus, in two stock builds (neither sends a clientKey property, so the
+// key travels in the room-prefix form):
+//   2016: npm lib-jitsi-meet 1.0.6 (November 2016) with jQuery 2, Strophe 1.2
+//         and strophejs-plugins disco and caps, as jitsi-meet loaded it then;
+//   2021: npm @lyno/lib-jitsi-meet 2.6726.2, a build of lib-jitsi-meet of
+//         December 2021 (jQuery 3.6 beside it).
+// The page is /2016.html or /2021.html; /config says which (generation).
 // It reports each step to the Go test with POST /event and the verdict with
-// POST /result ({checks: [{name, ok, detail}]}). The Go test redacts keys from
-// everything it prints.
+// POST /result ({checks: [{name, ok, detail}], notes: [...]}). The Go test
+// redacts keys from everything it prints.
 'use strict';
 
 (async function main() {
     const checks = [];
+    const notes = [];
     const post = (path, body) => fetch(path, { method: 'POST', body: JSON.stringify(body) });
     const check = (name, ok, detail = '') => {
         checks.push({ name, ok: Boolean(ok), detail: String(detail) });
@@ -18,6 +24,7 @@
     const cfg = await (await fetch('/config')).json();
     const J = window.JitsiMeetJS;
     const CE = J.events.conference;
+    const RESERVATION_ERROR = J.errors.conference.RESERVATION_ERROR;
     const timeout = (ms, what) => new Promise((_, reject) => setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms));
 
     J.setLogLevel(J.logLevels.WARN);
@@ -28,9 +35,11 @@
     }
 
     function connect() {
+        // 2016 reads options.bosh, 2021 options.serviceUrl (or bosh).
         const conn = new J.JitsiConnection(null, null, {
             hosts: { domain: cfg.domain, muc: cfg.muc, focus: cfg.focus },
-            bosh: '/http-bind'
+            bosh: '/http-bind',
+            serviceUrl: '/http-bind'
         });
 
         return new Promise((resolve, reject) => {
@@ -40,13 +49,46 @@
         });
     }
 
-    // enter joins a conference and resolves with the first of CONFERENCE_JOINED
-    // or CONFERENCE_FAILED (as {joined} or {failed, error, args}).
+    // enter joins a conference and resolves with how that ended:
+    //   {joined}                         CONFERENCE_JOINED
+    //   {failed, error, args}            CONFERENCE_FAILED (error = a JitsiConferenceErrors value)
+    //   {reservation: {event, code, text}} the library's moderator read a
+    //       reservation error (Moderator._allocateConferenceFocusError emits
+    //       XMPPEvents.RESERVATION_ERROR with code and text), whether or not it
+    //       reached the application as CONFERENCE_FAILED.
     function enter(conn, name) {
         const conf = conn.initJitsiConference(name, { openSctp: true, disableAudioLevels: true });
         const outcome = new Promise(resolve => {
+            let reservation;
+
             conf.on(CE.CONFERENCE_JOINED, () => resolve({ joined: true, conf }));
-            conf.on(CE.CONFERENCE_FAILED, (error, ...args) => resolve({ failed: true, error, args, conf }));
+            conf.on(CE.CONFERENCE_FAILED, (error, ...args) => resolve({ failed: true, error, args, reservation, conf }));
+
+            // Watch the moderator's own emitter: what the library made of the
+            // focus's answer before the application sees it.
+            const em = conf.room && conf.room.moderator && conf.room.moderator.eventEmitter;
+
+            if (em) {
+                const emit = em.emit.bind(em);
+
+                em.emit = (event, ...args) => {
+                    const isReservation = args.length === 2 && /^\d{3}$/.test(String(args[0]))
+                        && (event === 'xmpp.room_reservation_error' || event === undefined);
+
+                    if (isReservation) {
+                        reservation = { event: String(event), code: String(args[0]), text: args[1] };
+                    }
+                    const r = emit(event, ...args);
+
+                    if (isReservation) {
+                        // CONFERENCE_FAILED, if it comes, came synchronously
+                        // inside emit; this resolve is a no-op then.
+                        resolve({ reservation, conf });
+                    }
+
+                    return r;
+                };
+            }
         });
 
         conf.join();
@@ -54,8 +96,31 @@
         return Promise.race([ outcome, timeout(15000, `outcome of joining ${name}`) ]);
     }
 
-    // describe says how joining ended, for check details.
-    const describe = r => (r.failed ? JSON.stringify([ r.error, ...r.args ]) : 'CONFERENCE_JOINED');
+    const describe = r => (r.joined ? 'CONFERENCE_JOINED'
+        : JSON.stringify({ failed: r.failed ? [ r.error, ...r.args ] : undefined, reservation: r.reservation }));
+
+    // expectRefused checks a refusal as lib-jitsi-meet handles it: the
+    // moderator reads code and text, and the application gets
+    // CONFERENCE_FAILED(RESERVATION_ERROR, code, text) and stops.
+    function expectRefused(name, r, code, text) {
+        check(`${name}: the library reads reservation-error code ${code}`,
+            r.reservation && r.reservation.code === String(code), describe(r));
+        if (text !== undefined) {
+            check(`${name}: the library reads the text "${text}"`, r.reservation && r.reservation.text === text, describe(r));
+        }
+        const reached = r.failed && r.error === RESERVATION_ERROR && String(r.args[0]) === String(code);
+
+        if (r.reservation && r.reservation.event === 'undefined' && !r.failed) {
+            // The build emits the event under an undefined name (its
+            // moderator's XMPPEvents import is broken), so the application
+            // never hears of it: a defect of that build, not of the answer.
+            notes.push(`${name}: this build's moderator read the refusal (${r.reservation.code}) but emitted it `
+                + 'as event "undefined" (XMPPEvents import broken in the build), so no CONFERENCE_FAILED reaches '
+                + 'the application: the join hangs');
+        } else {
+            check(`${name}: CONFERENCE_FAILED(RESERVATION_ERROR, ${code}) reaches the application`, reached, describe(r));
+        }
+    }
 
     const step = async (name, fn) => {
         try {
@@ -64,17 +129,17 @@
             check(`${name}: ran to the end`, false, err && err.stack || err);
         }
     };
+    const room = what => `ljm${cfg.generation}-${what}-${cfg.tag}`;
 
     await step('admitted', async () => {
         const conn = await connect();
 
         check('admitted: anonymous BOSH login', true);
-        const r = await enter(conn, `${cfg.keys.prefix}${cfg.separator}ljm-${cfg.tag}`);
+        const r = await enter(conn, `${cfg.keys.prefix}${cfg.separator}${room('admitted')}`);
 
         check('admitted: CONFERENCE_JOINED', r.joined, describe(r));
         if (r.joined) {
             // The focus must not be listed as a participant (isFocusJid).
-            await new Promise(res => setTimeout(res, 300));
             const ps = r.conf.getParticipants().map(p => p.getId());
 
             check('admitted: the focus is not among the participants', !ps.includes('focus'), JSON.stringify(ps));
@@ -87,29 +152,23 @@
 
     await step('wrong key', async () => {
         const conn = await connect();
-        const r = await enter(conn, `${cfg.keys.wrong}${cfg.separator}ljm-wrong-${cfg.tag}`);
 
-        check('wrong key: CONFERENCE_FAILED with RESERVATION_ERROR', r.failed && r.error === J.errors.conference.RESERVATION_ERROR,
-            describe(r));
-        check('wrong key: error code 403', r.failed && String(r.args[0]) === '403', JSON.stringify(r.args));
-        check('wrong key: the seed\'s text', r.failed && r.args[1] === 'Client Name / Client Key pair mismatch. Please Retry',
-            JSON.stringify(r.args));
+        expectRefused('wrong key', await enter(conn, `${cfg.keys.wrong}${cfg.separator}${room('wrong')}`), 403,
+            'Client Name / Client Key pair mismatch. Please Retry');
         conn.disconnect();
     });
 
     await step('no key', async () => {
         const conn = await connect();
-        const r = await enter(conn, `ljm-nokey-${cfg.tag}`);
 
-        check('no key: CONFERENCE_FAILED with RESERVATION_ERROR 401',
-            r.failed && r.error === J.errors.conference.RESERVATION_ERROR && String(r.args[0]) === '401',
-            describe(r));
+        expectRefused('no key', await enter(conn, room('nokey')), 401,
+            'Client Name / Client Key is not Supplied. Please Retry');
         conn.disconnect();
     });
 
     await step('revoked', async () => {
         const conn = await connect();
-        const roomName = `${cfg.keys.revoke}${cfg.separator}ljm-revoked-${cfg.tag}`;
+        const roomName = `${cfg.keys.revoke}${cfg.separator}${room('revoked')}`;
         const r = await enter(conn, roomName);
 
         if (!check('revoked: before: CONFERENCE_JOINED', r.joined, describe(r))) {
@@ -121,17 +180,20 @@
         await post('/event', { event: 'joined-revoke' });
         const args = await Promise.race([ kicked, timeout(15000, 'KICKED after the revocation') ]);
 
-        check('revoked: KICKED', true, JSON.stringify(args));
+        check('revoked: KICKED', true);
+        if (cfg.generation !== '2016') {
+            // KICKED(actorParticipant, reason, isReplaced); the 2016 build
+            // emits KICKED without arguments.
+            check('revoked: KICKED carries the reason', args[1] === 'Your client key was revoked',
+                JSON.stringify(args.slice(1)));
+        }
         const conn2 = await connect();
-        const again = await enter(conn2, roomName);
 
-        check('revoked: joining again fails with RESERVATION_ERROR 403',
-            again.failed && again.error === J.errors.conference.RESERVATION_ERROR && String(again.args[0]) === '403',
-            describe(again));
+        expectRefused('revoked: joining again', await enter(conn2, roomName), 403);
         conn.disconnect();
         conn2.disconnect();
     });
 
-    await post('/result', { checks });
+    await post('/result', { checks, notes });
 })().catch(err => fetch('/result', { method: 'POST',
     body: JSON.stringify({ checks: [ { name: 'the page ran', ok: false, detail: String(err && err.stack || err) } ] }) }));
