@@ -90,7 +90,7 @@ var builds = []struct {
 			"jquery.js":             "@lyno/lib-jitsi-meet/node_modules/jquery/dist/jquery.js",
 			"lib-jitsi-meet.min.js": "@lyno/lib-jitsi-meet/lib-jitsi-meet.min.js",
 		},
-		minChecks: 13,
+		minChecks: 12,
 	},
 }
 
