@@ -17,6 +17,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -750,15 +751,36 @@ func (m *Model) headerView() string {
 	line2 = st.Dim.Render(line2)
 	switch {
 	case store.LastError != "":
-		line2 += "  " + st.Error.Render("! "+store.LastError)
+		line2 += "  " + st.Error.Render("! "+shortPath(store.LastError, path))
 	case m.d.storeErr != "":
-		line2 += "  " + st.Error.Render("! "+m.d.storeErr)
+		line2 += "  " + st.Error.Render("! "+shortPath(m.d.storeErr, path))
 	case store.Notice != "":
 		line2 += "  " + st.Warn.Render("! "+store.Notice)
 	case m.d.notice != "":
 		line2 += "  " + st.Warn.Render("! "+m.d.notice)
+	case m.d.snap != nil && len(m.d.snap.Warnings) > 0:
+		w := m.d.snap.Warnings
+		text := shortPath(w[0], m.d.snap.Path)
+		if len(w) > 1 {
+			text = fmt.Sprintf("%d warnings, first: %s", len(w), text)
+		}
+		line2 += "  " + st.Warn.Render("! "+text)
 	}
 	return fit(line1, m.c.Width, false) + "\n" + fit(line2, m.c.Width, false)
+}
+
+// shortPath shows "FILE:LINE: message" with the file's base name: the path
+// is on the same line already.
+func shortPath(msg, path string) string {
+	if path != "" {
+		if rest, ok := strings.CutPrefix(msg, path); ok {
+			return filepath.Base(path) + rest
+		}
+		if rest, ok := strings.CutPrefix(msg, filepath.Base(path)); ok {
+			return filepath.Base(path) + rest
+		}
+	}
+	return msg
 }
 
 // fitBlock makes s exactly h lines of exactly w cells.

@@ -560,3 +560,17 @@ func TestRunesInOneRead(t *testing.T) {
 		})
 	}
 }
+
+// Warnings of the key file (unknown attributes are kept, but reported) show
+// in the header.
+func TestHeaderShowsWarnings(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.startSync(t, 120, 40)
+	if err := os.WriteFile(f.path, []byte(testKeyFile+"hooli1=Hooli; colour=blue\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.run(t, reloadStore(f.store))
+	if v := f.m.View(); !strings.Contains(v, "colour") {
+		t.Errorf("header lacks the warning:\n%s", v)
+	}
+}
