@@ -230,6 +230,21 @@ async function main() {
 
         check('admitted: an XEP-0199 ping to the focus is answered', [ 'result', 'error' ].includes(ping.attrs.type),
             show(ping));
+        // Every IQ to the component gets an answer (PROTOCOL §3), or a
+        // client's sendIQ waits for its timeout.
+        for (const [ what, iq ] of [
+            [ 'an unknown payload', el('iq', { type: 'get', to: c.focusJid }, el('query', { xmlns: 'urn:example:unknown' })) ],
+            [ 'a conference IQ of type get', el('iq', { type: 'get', to: c.focusJid },
+                el('conference', { xmlns: 'http://jitsi.org/protocol/focus', room: admittedRoom })) ],
+            [ 'a conference IQ without room', el('iq', { type: 'set', to: c.focusJid },
+                el('conference', { xmlns: 'http://jitsi.org/protocol/focus' })) ],
+            [ 'a logout IQ (lib-jitsi-meet Moderator.logout)', el('iq', { type: 'set', to: c.focusJid },
+                el('logout', { xmlns: 'http://jitsi.org/protocol/focus', 'session-id': 'x' })) ]
+        ]) {
+            const rep = await d.iq(iq);
+
+            check(`admitted: ${what} gets an error reply`, rep.attrs.type === 'error', show(rep));
+        }
         admitted = d;
 
         // Scenarios below run while this participant is in the room.
