@@ -70,6 +70,8 @@ func newKeyForm(c *common.Common, title, editID string, spec keys.Spec) *keyForm
 		ti.Placeholder = fieldHints[i]
 		ti.PlaceholderStyle = c.Styles.Dim
 		ti.TextStyle = r.NewStyle()
+		ti.PromptStyle = r.NewStyle()
+		ti.CompletionStyle = c.Styles.Dim
 		ti.Cursor.Style = r.NewStyle().Reverse(true)
 		ti.Cursor.TextStyle = r.NewStyle()
 		ti.Cursor.SetMode(cursor.CursorStatic)

@@ -182,6 +182,13 @@ func New(opts Options) *Model {
 	m.filterIn.Prompt = "/"
 	m.filterIn.Placeholder = "filter"
 	m.filterIn.PlaceholderStyle = c.Styles.Dim
+	// Every style from the session's renderer (the bubbles defaults use the
+	// process-wide one, wrong over ssh).
+	m.filterIn.PromptStyle = c.Renderer.NewStyle()
+	m.filterIn.TextStyle = c.Renderer.NewStyle()
+	m.filterIn.CompletionStyle = c.Styles.Dim
+	m.filterIn.Cursor.Style = c.Renderer.NewStyle().Reverse(true)
+	m.filterIn.Cursor.TextStyle = c.Renderer.NewStyle()
 	m.filterIn.CharLimit = 64
 	m.filterIn.Width = 24
 	m.filterIn.Cursor.SetMode(cursor.CursorStatic)
