@@ -34,7 +34,9 @@ func defaultLogFile(getenv func(string) string, name string) string {
 }
 
 // openLogFile opens (appends to) the log file of a console process, 0600 in
-// a 0700 folder, and returns a JSON logger on it.
+// a 0700 folder, and returns a JSON logger on it. The logger also becomes
+// slog's default (and so the standard log package's output): while the
+// console owns the terminal, nothing may write to stdout or stderr.
 func openLogFile(path string, level slog.Level) (*slog.Logger, func() error, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, nil, fmt.Errorf("log file: %w (choose another with --log-file)", err)
@@ -43,7 +45,9 @@ func openLogFile(path string, level slog.Level) (*slog.Logger, func() error, err
 	if err != nil {
 		return nil, nil, fmt.Errorf("log file: %w (choose another with --log-file)", err)
 	}
-	return slog.New(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: level})), f.Close, nil
+	log := slog.New(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+	return log, f.Close, nil
 }
 
 // needTerminal refuses to start a console without a terminal on both ends.
