@@ -333,6 +333,8 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.sub = msg.sub
 		m.subs.set(msg.sub)
 		m.d.st = live.New(msg.st, m.opts.KeySeparator)
+		// A new state starts its versions over: rebuild every view's rows.
+		m.rooms.built, m.rejected.built = false, false
 		m.refresh()
 		return m, m.wait(msg.sub, time.Time{})
 

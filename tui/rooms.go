@@ -60,7 +60,8 @@ type roomsView struct {
 
 	rows     []*live.Room // filtered and sorted
 	filter   string
-	version  uint64
+	version  uint64 // RoomsVersion the rows were built at
+	setVer   uint64 // RoomSetVersion the rows were built at
 	built    bool
 	sortBy   int
 	desc     bool
@@ -112,11 +113,16 @@ func (v *roomsView) SetFilter(f string) {
 
 // Refresh rebuilds the rows if the rooms changed since the last build.
 func (v *roomsView) Refresh() {
-	if v.built && v.version == v.d.st.RoomsVersion {
+	st := v.d.st
+	// Member changes do not move rooms sorted by name or age, unless a
+	// filter looks at members: then only the row counts need a look.
+	orderHolds := v.sortBy != sortMembers && v.filter == "" && v.setVer == st.RoomSetVersion
+	if v.built && (v.version == st.RoomsVersion || orderHolds) {
+		v.version = st.RoomsVersion
 		v.members.SetRows(len(v.selectedMembers()))
 		return
 	}
-	v.built, v.version = true, v.d.st.RoomsVersion
+	v.built, v.version, v.setVer = true, st.RoomsVersion, st.RoomSetVersion
 	v.rows = v.rows[:0]
 	f := strings.ToLower(v.filter)
 	for _, r := range v.d.st.Rooms {

@@ -379,6 +379,15 @@ func TestLiveEvents(t *testing.T) {
 	if got := f.m.d.st.RejectedLen(); got != 1000 {
 		t.Errorf("rejected = %d, want the bounded 1000", got)
 	}
+	// The views show the fresh state, not rows of the old one.
+	if len(f.m.rooms.rows) != 4 {
+		t.Fatalf("rooms rows %d, want 4", len(f.m.rooms.rows))
+	}
+	for _, r := range f.m.rooms.rows {
+		if f.m.d.st.Rooms[r.Name] != r {
+			t.Errorf("row %s is from the old state", r.Name)
+		}
+	}
 }
 
 // A failing operator action is shown, not fatal.
@@ -572,5 +581,20 @@ func TestHeaderShowsWarnings(t *testing.T) {
 	f.run(t, reloadStore(f.store))
 	if v := f.m.View(); !strings.Contains(v, "colour") {
 		t.Errorf("header lacks the warning:\n%s", v)
+	}
+}
+
+// A room that arrives only in the fresh state (its event was dropped) shows
+// after the re-watch, even though no room event reached the console before.
+func TestRewatchRebuildsRows(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.startSync(t, 80, 24)
+	for i := 0; i < 3000; i++ {
+		f.src.Publish(focus.Event{Kind: focus.EvRefused, Time: t0, Rejection: &focus.Rejection{Time: t0, Requester: "flood@x/y", Reason: focus.ReasonUnknownKey, Code: 403}})
+	}
+	f.src.Publish(focus.Event{Kind: focus.EvRoomOpened, Time: t0, Room: "late@conference.meet.example"})
+	f.run(t, nil)
+	if got := roomNames(f); !slices.Contains(got, "late@conference.meet.example") {
+		t.Errorf("rooms after the re-watch: %v", got)
 	}
 }

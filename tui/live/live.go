@@ -60,6 +60,9 @@ type State struct {
 	// whenever a refusal arrives; StoreVersion whenever the store state does.
 	// Views recompute their rows only when the version they use moved.
 	RoomsVersion, RejectedVersion, StoreVersion uint64
+	// RoomSetVersion changes only when a room appears or goes: an order by
+	// name or age stays right through member changes.
+	RoomSetVersion uint64
 
 	sep string
 }
@@ -164,6 +167,7 @@ func (s *State) Apply(ev focus.Event) {
 		if _, ok := s.Rooms[ev.Room]; !ok {
 			s.Rooms[ev.Room] = &Room{Name: ev.Room, Display: s.display(ev.Room), Created: ev.Time}
 			s.RoomsVersion++
+			s.RoomSetVersion++
 		}
 	case focus.EvRoomEnded:
 		if r, ok := s.Rooms[ev.Room]; ok {
@@ -172,6 +176,7 @@ func (s *State) Apply(ev focus.Event) {
 			}
 			delete(s.Rooms, ev.Room)
 			s.RoomsVersion++
+			s.RoomSetVersion++
 		}
 	case focus.EvMemberJoined:
 		if ev.Member == nil {
@@ -181,6 +186,7 @@ func (s *State) Apply(ev focus.Event) {
 		if !ok {
 			r = &Room{Name: ev.Room, Display: s.display(ev.Room), Created: ev.Time}
 			s.Rooms[ev.Room] = r
+			s.RoomSetVersion++
 		}
 		s.RoomsVersion++
 		for i := range r.Members {
