@@ -575,11 +575,14 @@ func ParseRooms(s string) ([]string, error) {
 		if p = strings.TrimSpace(p); p == "" {
 			continue
 		}
-		if strings.ContainsAny(p, "; \t@") {
+		bad, glob := patternChars(p)
+		if bad {
 			return nil, fmt.Errorf("room pattern %q may not contain ';', '@' or blanks (use the room's name, e.g. team-*)", p)
 		}
-		if _, err := path.Match(p, ""); strings.ContainsAny(p, `[\`) && err != nil {
-			return nil, fmt.Errorf("room pattern %q is not a valid glob (use * and ? and [a-z])", p)
+		if glob { // only '[' and '\\' can make a pattern malformed
+			if _, err := path.Match(p, ""); err != nil {
+				return nil, fmt.Errorf("room pattern %q is not a valid glob (use * and ? and [a-z])", p)
+			}
 		}
 		rooms = append(rooms, p)
 	}
@@ -587,6 +590,21 @@ func ParseRooms(s string) ([]string, error) {
 		return nil, fmt.Errorf("no room given; leave the attribute out to allow every room")
 	}
 	return rooms, nil
+}
+
+// patternChars reports whether a room pattern has a character it may not
+// (';', blank, '@'), and whether it has one that makes it a pattern that can
+// be malformed ('[' or '\\').
+func patternChars(p string) (bad, glob bool) {
+	for i := 0; i < len(p); i++ {
+		switch p[i] {
+		case ';', ' ', '\t', '@':
+			bad = true
+		case '[', '\\':
+			glob = true
+		}
+	}
+	return bad, glob
 }
 
 // ParseExpires parses an expiry: a date (YYYY-MM-DD, meaning the end of that

@@ -71,6 +71,7 @@ func TestParse(t *testing.T) {
 		{name: "bad expiry", in: "a=A\nk=B; expires=soon\n", errs: []string{`2: expires: "soon" is neither a date`}},
 		{name: "bad max", in: "k=B; max-participants=-1\n", errs: []string{`1: max-participants: "-1"`}},
 		{name: "bad glob", in: "k=B; rooms=[a\n", errs: []string{`1: rooms: room pattern "[a" is not a valid glob`}},
+		{name: "glob with a trailing escape", in: "k=B; rooms=a\\\\\n", errs: []string{`1: rooms: room pattern "a\\" is not a valid glob`}},
 		{name: "empty rooms", in: "k=B; rooms=\n", errs: []string{"1: rooms: no room given"}},
 		{name: "not an attribute", in: "k=B; vip\n", errs: []string{`1: "vip" is not an attribute`}},
 		{name: "attribute twice", in: "k=B; rooms=a; rooms=b\n", errs: []string{`1: attribute "rooms" given twice`}},
