@@ -58,14 +58,33 @@ func BenchmarkView(b *testing.B) {
 	}
 }
 
-// BenchmarkRefresh is the cost of rebuilding the sorted Rooms rows after a
-// batch changed them (done in Update at most ~20 times a second).
+// BenchmarkRefresh is the cost of bringing the Rooms rows up to date after
+// a batch (done in Update at most ~20 times a second): a room appeared or
+// went (rows rebuilt and sorted), or only members changed (sorted by name:
+// nothing to rebuild; sorted by members: rebuilt).
 func BenchmarkRefresh(b *testing.B) {
-	m, _ := bigModel(b, bigState(10000, 10))
-	b.ReportAllocs()
-	for b.Loop() {
-		m.d.st.RoomsVersion++
-		m.rooms.Refresh()
+	cases := []struct {
+		name    string
+		roomSet bool
+		sortBy  int
+	}{
+		{"room_set_changed", true, sortName},
+		{"members_changed_sort_by_name", false, sortName},
+		{"members_changed_sort_by_members", false, sortMembers},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			m, _ := bigModel(b, bigState(10000, 10))
+			m.rooms.sortBy = c.sortBy
+			b.ReportAllocs()
+			for b.Loop() {
+				m.d.st.RoomsVersion++
+				if c.roomSet {
+					m.d.st.RoomSetVersion++
+				}
+				m.rooms.Refresh()
+			}
+		})
 	}
 }
 
