@@ -473,3 +473,76 @@ func TestGracefulShutdownRefusesNewRooms(t *testing.T) {
 		t.Error("shutdown ended the room")
 	}
 }
+
+func TestOperatorActions(t *testing.T) {
+	e := newEnv(t, baseKeys)
+	f := e.startFocus(nil)
+	var src Source = f
+	alice, bob := e.dial(), e.dial()
+	e.admitJoin(alice, "ops", "kf_alpha", "alice")
+	e.admitJoin(bob, "ops", "kf_alpha", "bob")
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+
+	if err := src.RemoveMember(ctx, e.room("ops"), "nobody", ""); err == nil {
+		t.Error("removing an unknown nick succeeded")
+	}
+	if err := src.RemoveMember(ctx, e.room("ops"), "bob", "Please behave"); err != nil {
+		t.Fatalf("RemoveMember: %v", err)
+	}
+	rm := waitRemoved(t, bob, e.room("ops"))
+	if rm.Status != 307 || rm.Reason != "Please behave" {
+		t.Errorf("removal = %d %q", rm.Status, rm.Reason)
+	}
+	e.waitEvent("member_removed by operator", func(ev Event) bool {
+		return ev.Kind == EvMemberRemoved && ev.Member.Nick == "bob" && ev.Actor == "operator"
+	})
+	// Removed, not banned: back with a new request, not without one.
+	if se := joinErr(t, bob, e.room("ops"), "bob"); se.Condition != "registration-required" {
+		t.Errorf("rejoin without a request: %s", se.Condition)
+	}
+	e.admitJoin(bob, "ops", "kf_alpha", "bob")
+
+	if err := src.EndRoom(ctx, e.room("ops"), "Meeting over"); err != nil {
+		t.Fatalf("EndRoom: %v", err)
+	}
+	rm = waitRemoved(t, alice, e.room("ops"))
+	if !rm.Destroyed {
+		t.Errorf("alice's removal is not a destroy: %+v", rm)
+	}
+	e.waitEvent("room_ended by operator", func(ev Event) bool {
+		return ev.Kind == EvRoomEnded && ev.Room == e.room("ops") && ev.Actor == "operator"
+	})
+	if len(f.State().Rooms) != 0 {
+		t.Errorf("rooms after EndRoom: %+v", f.State().Rooms)
+	}
+	if err := src.EndRoom(ctx, e.room("ops"), ""); err == nil {
+		t.Error("ending a room twice succeeded")
+	}
+}
+
+func TestEmptyRoomsEnd(t *testing.T) {
+	e := newEnv(t, baseKeys)
+	f := e.startFocus(func(c *Config) { c.EmptyRoomGrace = 300 * time.Millisecond })
+	p := e.dial()
+	e.admitJoin(p, "brief", "kf_alpha", "pat")
+	// Admitted but never joined: that room ends too.
+	if rep := e.request(e.dial(), simulate.Request{Room: e.room("ghost"), Key: "kf_alpha"}); !rep.Admitted() {
+		t.Fatal(rep.Error)
+	}
+	e.waitEvent("ghost room ended", func(ev Event) bool {
+		return ev.Kind == EvRoomEnded && ev.Room == e.room("ghost") && ev.Actor == "empty"
+	})
+	if n := len(f.State().Rooms); n != 1 {
+		t.Fatalf("rooms = %d, want the occupied one only", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	if err := p.Leave(ctx, e.room("brief")); err != nil {
+		t.Fatal(err)
+	}
+	e.waitEvent("member_left", func(ev Event) bool { return ev.Kind == EvMemberLeft && ev.Reason == "left" })
+	e.waitEvent("room ended after the grace", func(ev Event) bool {
+		return ev.Kind == EvRoomEnded && ev.Room == e.room("brief") && ev.Actor == "empty"
+	})
+}
