@@ -263,3 +263,22 @@ func BenchmarkLookupDuringReload(b *testing.B) {
 		b.ReportMetric(float64(reloads.Load()-start), "reloads")
 	})
 }
+
+// BenchmarkAdd is one key added to a 100k-key file through the store: read,
+// conflict check, parse, append, parse again, atomic save with fsync, swap.
+func BenchmarkAdd(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "keys.properties")
+	if err := os.WriteFile(path, benchFile(100_000), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	s, err := OpenWith(path, Options{Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer reportCPU(b)()
+	for b.Loop() {
+		if _, _, err := s.Add(Spec{Name: "Bench", Rooms: []string{"bench-*"}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
