@@ -230,7 +230,7 @@ func (f *keyForm) View(width int) string {
 			marker = "> "
 			label = st.Title
 		}
-		b.WriteString(marker + label.Render(fit(fieldLabels[i], 17, false)) + " [" + f.inputs[i].View() + "]\n")
+		b.WriteString(marker + label.Render(fit(fieldLabels[i], 17, false)) + " [" + fit(f.inputs[i].View(), f.inputs[i].Width+1, false) + "]\n")
 		if f.errs[i] != "" {
 			for _, l := range strings.Split(wrap("! "+f.errs[i], max(width-21, 20)), "\n") {
 				b.WriteString(st.Error.Render(strings.Repeat(" ", 20)+l) + "\n")
