@@ -64,6 +64,12 @@ func (sp Spec) Validate() error {
 			return err
 		}
 	}
+	if !sp.Expires.IsZero() {
+		// The expiry must survive being written and read back.
+		if t, err := ParseExpires(FormatExpires(sp.Expires)); err != nil || !t.Equal(sp.Expires) {
+			return fmt.Errorf("expiry %v is out of range (years 0001 to 9999)", sp.Expires)
+		}
+	}
 	if sp.MaxParticipants < 0 {
 		return fmt.Errorf("max participants %d is negative; use 0 for no limit", sp.MaxParticipants)
 	}

@@ -228,6 +228,8 @@ func TestSpecValidate(t *testing.T) {
 		{Name: "A", Rooms: []string{"[x"}},
 		{Name: "A", Rooms: []string{""}},
 		{Name: "A", MaxParticipants: -1},
+		{Name: "A", Expires: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{Name: "A", Expires: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)},
 	} {
 		if _, _, err := s.Add(sp); err == nil {
 			t.Errorf("Add(%+v) gave no error", sp)
@@ -235,6 +237,11 @@ func TestSpecValidate(t *testing.T) {
 	}
 	if got := readFile(t, s.Path()); got != "" {
 		t.Errorf("invalid adds wrote %q", got)
+	}
+	// The last expiry a date can say: 9999-12-31, the end of that day.
+	last := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, _, err := s.Add(Spec{Name: "A", Expires: last}); err != nil {
+		t.Errorf("Add with expiry 9999-12-31: %v", err)
 	}
 }
 
