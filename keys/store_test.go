@@ -228,7 +228,7 @@ func TestSpecValidate(t *testing.T) {
 		{Name: "A", Rooms: []string{"[x"}},
 		{Name: "A", Rooms: []string{""}},
 		{Name: "A", MaxParticipants: -1},
-		{Name: "A", Expires: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{Name: "A", Expires: time.Date(10000, 1, 2, 0, 0, 0, 0, time.UTC)},
 		{Name: "A", Expires: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)},
 	} {
 		if _, _, err := s.Add(sp); err == nil {
