@@ -143,8 +143,9 @@ type Focus struct {
 	store     StoreState
 	snap      *keys.Snapshot
 	draining  bool
-	leaving   bool // rooms are being left: no admissions at all
-	rederive  bool // the state file was lost: find the rooms on the next connect
+	tarpitted atomic.Int64 // refusals waiting out the flood tarpit
+	leaving   bool         // rooms are being left: no admissions at all
+	rederive  bool         // the state file was lost: find the rooms on the next connect
 	limiter   *limiter
 	expiry    *time.Timer // next expiry check
 	expiryAt  time.Time

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -545,4 +546,48 @@ func TestEmptyRoomsEnd(t *testing.T) {
 	e.waitEvent("room ended after the grace", func(ev Event) bool {
 		return ev.Kind == EvRoomEnded && ev.Room == e.room("brief") && ev.Actor == "empty"
 	})
+}
+
+func TestFloodNeverRefusesAValidKey(t *testing.T) {
+	e := newEnv(t, baseKeys)
+	e.startFocus(func(c *Config) { c.FailuresPerJID = 1000; c.GlobalFailuresPerSecond = 5 })
+	guessers := []*simulate.Participant{e.dial(), e.dial(), e.dial(), e.dial()}
+	var wg sync.WaitGroup
+	codes := make(chan int, 16)
+	for i, g := range guessers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 4 {
+				ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+				rep, err := g.RequestConference(ctx, simulate.Request{Room: e.room("r"), Key: fmt.Sprintf("kf_guess%d_%d", i, j), Focus: e.srv.Component})
+				cancel()
+				if err != nil || rep.Error == nil {
+					codes <- -1
+					continue
+				}
+				codes <- rep.Error.Code
+			}
+		}()
+	}
+	// In the middle of it, someone with a valid key.
+	e.waitEvent("a flood refusal", func(ev Event) bool { return ev.Kind == EvRefused && ev.Rejection.Code == 429 })
+	if rep := e.request(e.dial(), simulate.Request{Room: e.room("r"), Key: "kf_alpha"}); !rep.Admitted() {
+		t.Errorf("valid key refused during a flood: %+v", rep.Error)
+	}
+	wg.Wait()
+	close(codes)
+	n429 := 0
+	for c := range codes {
+		switch c {
+		case 429:
+			n429++
+		case 403:
+		default:
+			t.Errorf("a guess got %d", c)
+		}
+	}
+	if n429 == 0 {
+		t.Error("no guess was answered 429 during the flood")
+	}
 }

@@ -11,12 +11,11 @@ import (
 // requester gets 429 until its oldest failure leaves the window; the check
 // comes before the key is looked at, so a guesser learns nothing more.
 //
-// Overall: more than perSecond failures in the last second is a flood. A flood
-// never touches requests from requesters without recent failures, so a
-// valid key is never refused because someone else is guessing; during a
-// flood a requester that already failed once is held off like one that hit
-// the per-requester limit (anonymous guessers then get one guess per login),
-// and failures are answered 429.
+// Overall: more than perSecond failures in the last second is a flood. A
+// flood only ever touches failures: every request is still checked, a valid
+// key is admitted at once whoever else is guessing, and failed attempts are
+// answered 429 after a delay (a tarpit that slows every guesser waiting for
+// its answers, without holding anyone else up).
 type limiter struct {
 	perJID    int
 	window    time.Duration
@@ -61,12 +60,8 @@ func (l *limiter) blocked(bare string, now time.Time) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ts := l.prune(bare, now)
-	limit := l.perJID
-	if now.Before(l.floodTil) {
-		limit = 1
-	}
-	if len(ts) >= limit && len(ts) > 0 {
-		return ts[len(ts)-limit].Add(l.window).Sub(now)
+	if len(ts) >= l.perJID {
+		return ts[len(ts)-l.perJID].Add(l.window).Sub(now)
 	}
 	return 0
 }

@@ -171,7 +171,7 @@ func (f *Focus) conference(c *conn, iq, conf *xmppEl) []*xmppEl {
 	}
 	key, src, scope := extractKey(conf, local, f.cfg.RoomKeySeparator)
 	if src == keyNone {
-		return f.failed(refuse, bare, now, ReasonNoKey, 401, textNoKey, "")
+		return f.failed(c, refuse, bare, now, ReasonNoKey, 401, textNoKey, "")
 	}
 	f.mu.Lock()
 	snap := f.snap
@@ -183,14 +183,14 @@ func (f *Focus) conference(c *conn, iq, conf *xmppEl) []*xmppEl {
 		e = snap.Lookup(key)
 	}
 	if e == nil {
-		return f.failed(refuse, bare, now, ReasonUnknownKey, 403, textUnknownKey, keys.Fingerprint(key))
+		return f.failed(c, refuse, bare, now, ReasonUnknownKey, 403, textUnknownKey, keys.Fingerprint(key))
 	}
 	if e.Expired(now) {
-		return f.failed(refuse, bare, now, ReasonExpired, 403,
+		return f.failed(c, refuse, bare, now, ReasonExpired, 403,
 			"Client Key expired on "+e.Expires.UTC().Format("2006-01-02 15:04 MST")+". Please contact the organiser for a new key", e.Fingerprint)
 	}
 	if !e.AllowsRoom(scope) {
-		return f.failed(refuse, bare, now, ReasonRoomNotAllow, 403,
+		return f.failed(c, refuse, bare, now, ReasonRoomNotAllow, 403,
 			"This Client Key may only open rooms matching: "+strings.Join(e.Rooms, ", "), e.Fingerprint)
 	}
 	adm := &admission{JID: bare, KeyID: e.ID, Fingerprint: e.Fingerprint, Client: e.Name, Scope: scope, Time: now}
@@ -232,13 +232,30 @@ func (f *Focus) conference(c *conn, iq, conf *xmppEl) []*xmppEl {
 	return nil
 }
 
+// tarpit is how long a failed attempt waits for its answer during a flood;
+// maxTarpitted bounds the answers waiting at once (past it they go at once).
+const (
+	tarpit       = time.Second
+	maxTarpitted = 4096
+)
+
 // failed records a failed attempt for the brute-force limits and refuses.
-// During a flood (GlobalFailuresPerSecond exceeded) the refusal is 429.
-func (f *Focus) failed(refuse func(string, int, string, string) []*xmppEl, bare string, now time.Time, reason string, code int, text, fp string) []*xmppEl {
-	if flood := f.limiter.fail(bare, now); flood {
-		return refuse(ReasonRateLimited, 429, retryText(time.Second), fp)
+// During a flood (GlobalFailuresPerSecond exceeded) the refusal is a 429 sent
+// after the tarpit delay.
+func (f *Focus) failed(c *conn, refuse func(string, int, string, string) []*xmppEl, bare string, now time.Time, reason string, code int, text, fp string) []*xmppEl {
+	if !f.limiter.fail(bare, now) {
+		return refuse(reason, code, text, fp)
 	}
-	return refuse(reason, code, text, fp)
+	out := refuse(ReasonRateLimited, 429, retryText(tarpit), fp)
+	if f.tarpitted.Add(1) > maxTarpitted {
+		f.tarpitted.Add(-1)
+		return out
+	}
+	time.AfterFunc(tarpit, func() {
+		defer f.tarpitted.Add(-1)
+		_ = c.send(context.Background(), out...)
+	})
+	return nil
 }
 
 func retryText(wait time.Duration) string {
