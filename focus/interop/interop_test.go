@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -59,6 +60,9 @@ type env struct {
 	logs     *syncBuffer
 	keys     map[string]string      // role -> key
 	entries  map[string]*keys.Entry // role -> its entry in the store
+	// stopFocus shuts the focus down gracefully (once; later calls return
+	// the first result).
+	stopFocus func() error
 }
 
 func start(t *testing.T) *env {
@@ -100,15 +104,21 @@ func start(t *testing.T) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
+	e.stopFocus = sync.OnceValue(func() error {
+		cancel() // a graceful shutdown, as on SIGTERM
 		select {
 		case err := <-done:
 			if err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("focus Run: %v", err)
+				return fmt.Errorf("focus Run: %w", err)
 			}
+			return nil
 		case <-time.After(15 * time.Second):
-			t.Error("focus did not stop within 15s")
+			return errors.New("focus did not stop within 15s")
+		}
+	})
+	t.Cleanup(func() {
+		if err := e.stopFocus(); err != nil {
+			t.Error(err)
 		}
 		if t.Failed() {
 			t.Logf("focus log (keys show as fingerprints only):\n%s", tail(e.logs.String(), 60))

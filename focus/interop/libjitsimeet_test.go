@@ -79,7 +79,7 @@ var builds = []struct {
 			"strophe.caps.jsonly.js": "strophejs-plugins/caps/strophe.caps.jsonly.js",
 			"lib-jitsi-meet.js":      "lib-jitsi-meet/dist/lib-jitsi-meet.js",
 		},
-		minChecks: 14,
+		minChecks: 16,
 	},
 	{
 		// npm @lyno/lib-jitsi-meet 2.6726.2: a build of lib-jitsi-meet of
@@ -90,7 +90,7 @@ var builds = []struct {
 			"jquery.js":             "@lyno/lib-jitsi-meet/node_modules/jquery/dist/jquery.js",
 			"lib-jitsi-meet.min.js": "@lyno/lib-jitsi-meet/lib-jitsi-meet.min.js",
 		},
-		minChecks: 12,
+		minChecks: 13,
 	},
 }
 
@@ -132,7 +132,9 @@ func runLibJitsiMeet(t *testing.T, browser, generation string, scripts map[strin
 		t.Fatal(err)
 	}
 	results := make(chan result, 1)
+	browserStart := time.Now() // about: the browser starts right after the server
 	revoked := make(chan error, 1)
+	stopped := make(chan error, 1)
 	mux := http.NewServeMux()
 	mux.Handle("/http-bind", httputil.NewSingleHostReverseProxy(bosh))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
@@ -158,11 +160,21 @@ func runLibJitsiMeet(t *testing.T, browser, generation string, scripts map[strin
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		t.Logf("page: %s", ev.Event)
+		t.Logf("page: %s (%v after the browser started)", ev.Event, time.Since(browserStart).Round(time.Millisecond))
 		if ev.Event == "joined-revoke" {
 			// An operator revokes the key while its holder is in the room.
 			_, err := e.store.Revoke(e.entries["revoke"].ID)
 			revoked <- err
+		}
+		if ev.Event == "joined-shutdown" {
+			// The operator stops keyfocus (SIGTERM: it leaves the rooms
+			// without ending them) while people are in a meeting.
+			go func() {
+				begin := time.Now()
+				err := e.stopFocus()
+				t.Logf("the focus stopped in %v", time.Since(begin).Round(time.Millisecond))
+				stopped <- err
+			}()
 		}
 	})
 	mux.HandleFunc("POST /result", func(w http.ResponseWriter, r *http.Request) {
@@ -218,6 +230,7 @@ func runLibJitsiMeet(t *testing.T, browser, generation string, scripts map[strin
 	var res result
 	select {
 	case res = <-results:
+		t.Logf("the page reported %v after the browser started", time.Since(browserStart).Round(time.Millisecond))
 	case err := <-exited:
 		t.Fatalf("chromium exited before the page reported (%v); its log:\n%s", err, browserLog())
 	case <-ctx.Done():
@@ -230,6 +243,14 @@ func runLibJitsiMeet(t *testing.T, browser, generation string, scripts map[strin
 		}
 	default:
 		t.Error("the page never asked for the revocation")
+	}
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Errorf("stop the focus: %v", err)
+		}
+	default:
+		t.Error("the page never asked for the focus to stop")
 	}
 	for i := range res.Notes {
 		res.Notes[i] = redact(res.Notes[i])

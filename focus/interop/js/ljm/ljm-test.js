@@ -194,6 +194,67 @@
         conn2.disconnect();
     });
 
+    // Last, as it takes the focus away: keyfocus shuts down gracefully (it
+    // leaves the rooms without ending them) while someone is in a meeting.
+    // lib-jitsi-meet treats the focus occupant leaving as the end of the
+    // conference (ChatRoom: "Focus has left the room - leaving conference",
+    // CONFERENCE_FAILED with FOCUS_LEFT; jitsi-meet then reloads, which
+    // sends a new conference request).
+    await step('focus shutdown', async () => {
+        const conn = await connect();
+        const r = await enter(conn, `${cfg.keys.prefix}${cfg.separator}${room('shutdown')}`);
+
+        if (!check('focus shutdown: before: CONFERENCE_JOINED', r.joined, describe(r))) {
+            return;
+        }
+        const ended = new Promise(resolve => {
+            r.conf.on(CE.CONFERENCE_FAILED, (error, ...args) => resolve({ failed: error, args }));
+            r.conf.on(CE.CONFERENCE_LEFT, () => resolve({ left: true }));
+            r.conf.on(CE.KICKED, () => resolve({ kicked: true }));
+
+            // Where the room hands the departure on: if that does not end
+            // the conference synchronously, resolve with what it was told.
+            const room = r.conf.room;
+
+            if (room && typeof room.onParticipantLeft === 'function') {
+                const orig = room.onParticipantLeft.bind(room);
+
+                room.onParticipantLeft = (jid, isFocus, ...rest) => {
+                    let threw;
+
+                    try {
+                        return orig(jid, isFocus, ...rest);
+                    } catch (err) {
+                        threw = String(err);
+                        throw err;
+                    } finally {
+                        if (/\/focus$/.test(jid)) {
+                            resolve({ participantLeft: 'focus', threw });
+                        }
+                    }
+                };
+            }
+        });
+
+        await post('/event', { event: 'joined-shutdown' });
+        const how = await Promise.race([ ended, timeout(15000, 'reaction to the focus leaving') ]);
+
+        if (how.participantLeft && cfg.generation === '2021') {
+            // That build's moderator recognises the focus leaving by its nick
+            // ("Focus has left the room - leaving conference") but emits
+            // FOCUS_LEFT under an undefined name, which lands on unrelated
+            // listeners registered under the same broken name.
+            notes.push(`focus shutdown: this build saw the focus leave but does not tell the application `
+                + `(FOCUS_LEFT emitted as "undefined"; ${how.threw ? `a handler then threw ${how.threw}` : 'nothing listens'}): `
+                + 'the client stays in the room without a focus');
+        } else {
+            notes.push(`focus shutdown: lib-jitsi-meet ended the conference when the focus left: ${JSON.stringify(how)}`);
+            check('focus shutdown: the client sees the focus go (CONFERENCE_FAILED with FOCUS_LEFT)',
+                how.failed === J.errors.conference.FOCUS_LEFT, JSON.stringify(how));
+        }
+        conn.disconnect();
+    });
+
     await post('/result', { checks, notes });
 })().catch(err => fetch('/result', { method: 'POST',
     body: JSON.stringify({ checks: [ { name: 'the page ran', ok: false, detail: String(err && err.stack || err) } ] }) }));
