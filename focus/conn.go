@@ -80,11 +80,21 @@ func dialConn(ctx context.Context, addr, component_ string, secret []byte) (*con
 	}
 	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	// mellium's negotiation blocks in reads that ignore hctx: a peer that
+	// accepts and stays silent would hold the dial (and shutdown) forever.
+	// A deadline bounds it, and cancelling hctx cuts it short.
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	stopCut := context.AfterFunc(hctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
 	s, err := component.NewSession(hctx, cj, secret, nc)
-	if err != nil {
+	cut := !stopCut()
+	if err != nil || cut {
 		nc.Close()
+		if err == nil {
+			err = hctx.Err()
+		}
 		return nil, err
 	}
+	_ = nc.SetDeadline(time.Time{})
 	return &conn{
 		s:       s,
 		netConn: nc,
