@@ -90,7 +90,7 @@ var builds = []struct {
 			"jquery.js":             "@lyno/lib-jitsi-meet/node_modules/jquery/dist/jquery.js",
 			"lib-jitsi-meet.min.js": "@lyno/lib-jitsi-meet/lib-jitsi-meet.min.js",
 		},
-		minChecks: 13,
+		minChecks: 15,
 	},
 }
 
@@ -151,7 +151,7 @@ func runLibJitsiMeet(t *testing.T, browser, generation string, scripts map[strin
 	mux.HandleFunc("GET /config", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]any{
 			"domain": e.srv.Domain, "muc": e.srv.MUC, "focus": e.srv.Component,
-			"separator": focus.DefaultRoomKeySeparator, "generation": generation, "keys": e.keys, "tag": hex.EncodeToString(tag[:]),
+			"separator": focus.DefaultRoomKeySeparator, "generation": generation, "three": os.Getenv("KEYFOCUS_INTEROP_THREE") == "1", "keys": e.keys, "tag": hex.EncodeToString(tag[:]),
 		})
 	})
 	mux.HandleFunc("POST /event", func(w http.ResponseWriter, r *http.Request) {
@@ -225,7 +225,7 @@ func runLibJitsiMeet(t *testing.T, browser, generation string, scripts map[strin
 		return redact(tail(string(b), 60))
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var res result
 	select {
@@ -234,7 +234,7 @@ func runLibJitsiMeet(t *testing.T, browser, generation string, scripts map[strin
 	case err := <-exited:
 		t.Fatalf("chromium exited before the page reported (%v); its log:\n%s", err, browserLog())
 	case <-ctx.Done():
-		t.Fatalf("the page reported nothing within 2 minutes; chromium log:\n%s", browserLog())
+		t.Fatalf("the page reported nothing within 3 minutes; chromium log:\n%s", browserLog())
 	}
 	select {
 	case err := <-revoked:

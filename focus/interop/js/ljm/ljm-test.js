@@ -194,6 +194,102 @@
         conn2.disconnect();
     });
 
+    // Media. keyfocus replaces Jicofo, so no videobridge is ever allocated
+    // and no focus sends a Jingle session-initiate. Two people still get
+    // audio and video: lib-jitsi-meet (2017+) opens a peer-to-peer Jingle
+    // session between them through the room, which the members-only gate
+    // must let through. (A third person ends P2P and nobody gets media:
+    // see the report in README.md.)
+    if (cfg.generation !== '2016') {
+        await step('p2p media', async () => {
+            const roomName = `${cfg.keys.prefix}${cfg.separator}${room('p2p')}`;
+            const people = [];
+
+            for (let i = 0; i < 2; i++) {
+                const conn = await connect();
+                const tracks = await J.createLocalTracks({ devices: [ 'audio', 'video' ] });
+                const conf = conn.initJitsiConference(roomName, { p2p: { enabled: true, stunServers: [] } });
+                const p = { conn, conf, kinds: new Set(), p2p: false };
+
+                p.ready = new Promise(resolve => {
+                    const maybe = () => p.p2p && p.kinds.has('audio') && p.kinds.has('video') && resolve();
+
+                    conf.on(CE.TRACK_ADDED, t => {
+                        if (!t.isLocal()) {
+                            p.kinds.add(t.getType());
+                            maybe();
+                        }
+                    });
+                    conf.on(CE.P2P_STATUS, (c, on) => {
+                        p.p2p = on;
+                        maybe();
+                    });
+                });
+                const joined = new Promise(resolve => conf.on(CE.CONFERENCE_JOINED, resolve));
+
+                for (const t of tracks) {
+                    await conf.addTrack(t);
+                }
+                conf.join();
+                await Promise.race([ joined, timeout(15000, `CONFERENCE_JOINED of person ${i + 1}`) ]);
+                people.push(p);
+            }
+            try {
+                await Promise.race([ Promise.all(people.map(p => p.ready)), timeout(30000, 'P2P media both ways') ]);
+            } catch (err) {
+                // report below what each one got
+            }
+            check('p2p media: two admitted people get a P2P session', people.every(p => p.p2p),
+                JSON.stringify(people.map(p => ({ p2p: p.p2p, remote: [ ...p.kinds ] }))));
+            check('p2p media: each receives the other\'s audio and video',
+                people.every(p => p.kinds.has('audio') && p.kinds.has('video')),
+                JSON.stringify(people.map(p => [ ...p.kinds ])));
+            for (const p of people) {
+                p.conf.leave();
+                p.conn.disconnect();
+            }
+        });
+    }
+
+    // By hand only (KEYFOCUS_INTEROP_THREE=1): a third person joins the P2P
+    // call. It is an observation over a fixed 10 s, so it reports notes, not
+    // checks.
+    if (cfg.three && cfg.generation !== '2016') {
+        await step('three people', async () => {
+            const roomName = `${cfg.keys.prefix}${cfg.separator}${room('three')}`;
+            const people = [];
+
+            for (let i = 0; i < 3; i++) {
+                const conn = await connect();
+                const tracks = await J.createLocalTracks({ devices: [ 'audio', 'video' ] });
+                const conf = conn.initJitsiConference(roomName, { p2p: { enabled: true, stunServers: [] } });
+                const p = { conn, conf, remote: 0, p2p: false };
+
+                conf.on(CE.TRACK_ADDED, t => !t.isLocal() && p.remote++);
+                conf.on(CE.TRACK_REMOVED, t => !t.isLocal() && p.remote--);
+                conf.on(CE.P2P_STATUS, (c, on) => {
+                    p.p2p = on;
+                });
+                const joined = new Promise(resolve => conf.on(CE.CONFERENCE_JOINED, resolve));
+
+                for (const t of tracks) {
+                    await conf.addTrack(t);
+                }
+                conf.join();
+                await joined;
+                people.push(p);
+                await new Promise(resolve => setTimeout(resolve, 5000));
+                notes.push(`three people: ${i + 1} in the room: ${JSON.stringify(people.map(q => ({ p2p: q.p2p, remoteTracks: q.remote })))}`);
+            }
+            await new Promise(resolve => setTimeout(resolve, 10000));
+            notes.push(`three people: 10 s later: ${JSON.stringify(people.map(q => ({ p2p: q.p2p, remoteTracks: q.remote })))}`);
+            for (const p of people) {
+                p.conf.leave();
+                p.conn.disconnect();
+            }
+        });
+    }
+
     // Last, as it takes the focus away: keyfocus shuts down gracefully (it
     // leaves the rooms without ending them) while someone is in a meeting.
     // lib-jitsi-meet treats the focus occupant leaving as the end of the
