@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -36,6 +37,10 @@ type Auditor struct {
 	Logger   *slog.Logger
 	// Buffer is the event subscription's buffer (default 4096).
 	Buffer int
+	// MaxRefusalsPerSecond caps the refusal records written per second
+	// (default 100): a flood of guesses must not fill the disk. Refusals
+	// over the cap are counted in one refusals_suppressed record a second.
+	MaxRefusalsPerSecond int
 }
 
 type claimKey struct{ event, fp string }
@@ -70,6 +75,12 @@ func (a *Auditor) Run(ctx context.Context, src focus.Source) error {
 	if bufSize <= 0 {
 		bufSize = 4096
 	}
+	maxRefused := a.MaxRefusalsPerSecond
+	if maxRefused <= 0 {
+		maxRefused = 100
+	}
+	var refusedSec int64 // the second refusals are being counted in
+	var refusedN, suppressed int
 	keysPath := CanonicalPath(a.KeysPath)
 	fw := startFollowing(a.Log.Path())
 	var base *keys.Snapshot
@@ -93,6 +104,8 @@ func (a *Auditor) Run(ctx context.Context, src focus.Source) error {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	flush := time.NewTicker(time.Second) // writes the count of suppressed refusals
+	defer flush.Stop()
 
 	write := func() {
 		if len(batch) == 0 {
@@ -204,6 +217,13 @@ func (a *Auditor) Run(ctx context.Context, src focus.Source) error {
 				})
 			}
 		case focus.EvRefused:
+			if sec := ev.Time.Unix(); sec != refusedSec {
+				refusedSec, refusedN = sec, 0
+			}
+			if refusedN++; refusedN > maxRefused {
+				suppressed++
+				break
+			}
 			if r := ev.Rejection; r != nil {
 				batch = append(batch, Record{
 					Time: ev.Time.UTC(), Event: Refused, Requester: r.Requester, Room: r.Room,
@@ -247,6 +267,10 @@ func (a *Auditor) Run(ctx context.Context, src focus.Source) error {
 				}
 			}
 			reconcile(time.Now(), true)
+			if suppressed > 0 {
+				batch = append(batch, Record{Event: RefusalsSuppressed, Count: suppressed,
+					Reason: fmt.Sprintf("more than %d refusals a second; see keyfocus_conference_requests_total", maxRefused)})
+			}
 			write()
 			return nil
 		case ev, ok := <-sub.C:
@@ -277,6 +301,13 @@ func (a *Auditor) Run(ctx context.Context, src focus.Source) error {
 			write()
 		case <-timer.C:
 			reconcile(time.Now(), false)
+			write()
+		case <-flush.C:
+		}
+		if suppressed > 0 && time.Now().Unix() != refusedSec {
+			batch = append(batch, Record{Event: RefusalsSuppressed, Count: suppressed,
+				Reason: fmt.Sprintf("more than %d refusals a second; see keyfocus_conference_requests_total", maxRefused)})
+			suppressed = 0
 			write()
 		}
 	}

@@ -355,3 +355,47 @@ func TestLocalActor(t *testing.T) {
 		t.Fatalf("under sudo LocalActor() = %q", got)
 	}
 }
+
+// A flood of refusals is capped per second; the rest are counted in one
+// refusals_suppressed record, so every refusal is accounted for.
+func TestAuditorCapsRefusals(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	src := newBusSource()
+	a := &Auditor{Log: l, MaxRefusalsPerSecond: 5}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, src) }()
+	<-src.watched
+	at := time.Now().Add(-time.Minute) // all in one (past) second
+	for range 50 {
+		src.bus.Publish(focus.Event{Kind: focus.EvRefused, Time: at, Rejection: &focus.Rejection{Reason: focus.ReasonRateLimited, Code: 429}})
+	}
+	var recs []Record
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		recs, _ = Tail(path, 100)
+		if hasEvent(RefusalsSuppressed)(recs) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	itemised, counted := 0, 0
+	for _, r := range recs {
+		switch r.Event {
+		case Refused:
+			itemised++
+		case RefusalsSuppressed:
+			counted += r.Count
+		}
+	}
+	if itemised != 5 || counted != 45 {
+		t.Fatalf("itemised %d (want 5), counted %d (want 45): %+v", itemised, counted, recs)
+	}
+}

@@ -38,6 +38,8 @@ const (
 	SSHSessionEnd   = "ssh_session_end"
 	StoreLoaded     = "store_loaded"
 	EventsDropped   = "events_dropped"
+	// RefusalsSuppressed counts refusals not written one by one (a flood).
+	RefusalsSuppressed = "refusals_suppressed"
 )
 
 // Via values: where a key change was made.

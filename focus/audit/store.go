@@ -102,6 +102,7 @@ func Line(r Record, loc *time.Location) string {
 		Admitted: "admitted", Refused: "refused", MemberRemoved: "member removed",
 		RoomEnded: "room ended", OperatorAction: "operator", SSHSessionStart: "ssh login",
 		SSHSessionEnd: "ssh logout", StoreLoaded: "keys loaded", EventsDropped: "events lost",
+		RefusalsSuppressed: "refusals not itemised",
 	}[r.Event]
 	if what == "" {
 		what = r.Event
