@@ -482,6 +482,7 @@ func TestOperatorActions(t *testing.T) {
 	alice, bob := e.dial(), e.dial()
 	e.admitJoin(alice, "ops", "kf_alpha", "alice")
 	e.admitJoin(bob, "ops", "kf_alpha", "bob")
+	e.waitEvent("bob in the focus's view", func(ev Event) bool { return ev.Kind == EvMemberJoined && ev.Member.Nick == "bob" })
 	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
 	defer cancel()
 
