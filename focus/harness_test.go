@@ -182,6 +182,19 @@ func (e *testEnv) admitJoin(p *simulate.Participant, room, key, nick string) {
 	if _, err := p.Join(ctx, e.room(room), nick); err != nil {
 		e.t.Fatalf("join %s after admission: %v", room, err)
 	}
+	// Wait until the focus has seen the presence too.
+	if e.f != nil {
+		eventually(e.t, nick+" in the focus's state", func() bool {
+			for _, r := range e.f.State().Rooms {
+				for _, m := range r.Members {
+					if r.Name == e.room(room) && m.Nick == nick {
+						return true
+					}
+				}
+			}
+			return false
+		})
+	}
 }
 
 // writeKeys replaces the key file the way vim does: write a new file, rename
