@@ -80,7 +80,7 @@ func start(t *testing.T) *env {
 	e.store = st
 	// Keys as keyfocus makes them (kf_..., stored hashed); "wrong" is a
 	// well-formed key that is not in the file.
-	for _, role := range []string{"good", "prefix", "revoke"} {
+	for _, role := range []string{"good", "prefix", "revoke", "revokecase"} {
 		k, entry, err := st.Add(keys.Spec{Name: "Interop " + role})
 		if err != nil {
 			t.Fatal(err)

@@ -88,7 +88,9 @@ async function join(d, roomJid) {
     const me = `${roomJid}/${nick}`;
 
     d.sendDesc(joinPresence({ room: roomJid, nick, displayName: `Interop ${which}` }));
-    const self = await d.waitFor(s => s.name === 'presence' && s.attrs.from === me
+    // Prosody folds the room's local part to lower case (our nicks are
+    // lower case already), so compare without case.
+    const self = await d.waitFor(s => s.name === 'presence' && s.attrs.from?.toLowerCase() === me.toLowerCase()
         && (s.attrs.type === 'error' || statusCodes(s).includes('110')), WAIT, `presence back from ${me}`);
 
     if (self.attrs.type === 'error') {
@@ -97,7 +99,7 @@ async function join(d, roomJid) {
 
         return { ok: false, nick, me, self, error: cond, errorType: err?.attrs.type, text: err?.getChildText('text') };
     }
-    const occupants = d.inbox.filter(s => s.name === 'presence' && s.attrs.from?.startsWith(`${roomJid}/`)
+    const occupants = d.inbox.filter(s => s.name === 'presence' && s.attrs.from?.toLowerCase().startsWith(`${roomJid.toLowerCase()}/`)
         && s.attrs.type !== 'unavailable' && s.attrs.type !== 'error')
         .map(s => {
             const item = mucUser(s)?.getChild('item');
@@ -106,7 +108,7 @@ async function join(d, roomJid) {
                 role: item?.attrs.role, affiliation: item?.attrs.affiliation };
         });
 
-    return { ok: true, nick, me, self, occupants };
+    return { ok: true, nick, me: self.attrs.from, self, occupants };
 }
 
 const show = s => (s ? s.toString() : '(nothing)');
@@ -335,6 +337,31 @@ async function main() {
             again.error === 'registration-required', show(again.self));
     });
 
+    // XMPP clients other than lib-jitsi-meet may write the room with capital
+    // letters; Prosody folds the local part to lower case (nodeprep), so the
+    // room the client ends up in is the lower-case one. The gate must hold on
+    // that room all the same: admitted, and removed on revocation.
+    await scenario('mixed-case room', async open => {
+        const d = await open();
+        const local = room('MixedCase').split('@')[0];
+        const asSent = `${local}@${cfg.muc}`;
+
+        if (!expectAdmitted('mixed-case room', await request(d, asSent, { key: cfg.keys.revokecase }))) {
+            return;
+        }
+        const j = await join(d, asSent);
+
+        if (!check('mixed-case room: MUC join succeeds', j.ok, `${j.error} ${show(j.self)}`)) {
+            return;
+        }
+        log(`mixed-case room: sent ${asSent.split('@')[0]}, joined as ${j.self.attrs.from}`);
+        revokeInFile(cfg.keys.revokecase);
+        const gone = await d.waitFor(s => s.name === 'presence' && s.attrs.from === j.self.attrs.from
+            && s.attrs.type === 'unavailable', WAIT, 'unavailable presence after the revocation');
+
+        check('mixed-case room: the revocation removes the member (307)', parseKick(gone).kicked, show(gone));
+    });
+
     return checks;
 }
 
@@ -352,6 +379,19 @@ async function refusals(existingRoom) {
         const d = await open();
 
         expectRefused('no key', await request(d, room('nokey')), 401, TEXT_MISSING);
+    });
+    await scenario('room elsewhere', async open => {
+        const d = await open();
+
+        for (const [ what, jid ] of [
+            [ 'on another MUC host', `elsewhere-${cfg.tag}@conference.other.example` ],
+            [ 'with a resource', `${room('resource')}/nick` ],
+            [ 'without a local part', cfg.muc ]
+        ]) {
+            const rep = await request(d, jid, { key: cfg.keys.good });
+
+            check(`room elsewhere: a room ${what} is refused, even with a valid key`, rep.attrs.type === 'error', show(rep));
+        }
     });
     await scenario('skipped request', async open => {
         const d = await open();
