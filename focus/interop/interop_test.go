@@ -28,9 +28,9 @@ const skipNode = "\n" +
 	"********************************************************************\n" +
 	"*** SKIPPED: %s\n" +
 	"*** The interop tests run independent XMPP clients (xmpp.js,      ***\n" +
-	"*** strophe.js) under Node.js. Install Node 20 and run            ***\n" +
+	"*** strophe.js) under Node.js (20.10 or later). Then run          ***\n" +
 	"***     npm ci --prefix focus/interop/js                          ***\n" +
-	"*** (.ci/run does both); CI must not skip them.                   ***\n" +
+	"*** as .ci/run does; CI must not skip them.                       ***\n" +
 	"********************************************************************"
 
 // jsDir is the folder of the Node scripts, relative to this package.
