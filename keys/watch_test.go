@@ -578,3 +578,46 @@ func TestWatchFileBecomesSymlink(t *testing.T) {
 		t.Fatalf("update %+v, want the edit of the target", u)
 	}
 }
+
+// The key file replaced by a folder: one error (the old keys stay), not one
+// per event, and the watch goes on.
+func TestWatchReadError(t *testing.T) {
+	w := startWatch(t, keysFile(2), true)
+	good := w.Snapshot()
+	if err := os.Remove(w.Path()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(w.Path(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		u := w.next(t)
+		if u.Err == nil {
+			// Only if this test was held up for a whole hold between the
+			// remove and the mkdir: the missing file was applied first.
+			good = u.Snapshot
+			continue
+		}
+		if !strings.Contains(u.Err.Error(), "is a folder") || u.Snapshot != good || w.Snapshot() != good {
+			t.Fatalf("update %+v, want the folder error and the old keys", u)
+		}
+		break
+	}
+	// More events on the folder: no repeated error.
+	if err := os.Chmod(w.Path(), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(w.Path()); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, w.Path(), keysFile(3))
+	for {
+		u := w.next(t)
+		if u.Err != nil {
+			t.Fatalf("repeated error %v", u.Err)
+		}
+		if u.Snapshot.Len() == 3 {
+			return
+		}
+	}
+}
