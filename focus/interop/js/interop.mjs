@@ -15,7 +15,8 @@
 //   tag        a suffix that keeps room names apart between runs
 //
 // It prints progress on stderr and, last, one line on stdout:
-//   INTEROP-RESULT {"client":"xmpp.js","checks":[{"name":..,"ok":..,"detail":..}]}
+//   INTEROP-RESULT {"client":"xmpp.js","checks":[{"name":..,"ok":..,"detail":..}],"notes":[..]}
+// (notes: single timings, for reading, never asserted).
 // Keys appear nowhere in the output: they are replaced by <key:FINGERPRINT>,
 // the first 8 hex characters of their SHA-256, as keyfocus shows them.
 
@@ -56,6 +57,7 @@ function redact(text) {
 }
 
 const checks = [];
+const notes = [];
 const log = (...a) => console.error(redact(a.join(' ')));
 
 function check(name, ok, detail = '') {
@@ -197,7 +199,13 @@ async function main() {
         const d = await open();
 
         check('admitted (clientKey property): anonymous login', Boolean(d.jid), `jid=${d.jid}`);
+        let sentAt = performance.now();
         const c = expectAdmitted('admitted (clientKey property)', await request(d, admittedRoom, { key: cfg.keys.good }));
+
+        notes.push(`request for a new room -> ready='true': ${(performance.now() - sentAt).toFixed(1)} ms`);
+        sentAt = performance.now();
+        await request(d, admittedRoom, { key: cfg.keys.good });
+        notes.push(`request for an existing room -> ready='true': ${(performance.now() - sentAt).toFixed(1)} ms`);
 
         if (!c) {
             return;
@@ -313,9 +321,13 @@ async function main() {
         if (!check('revoked: before: both MUC joins succeed', j.ok && js.ok, `${show(js.self)} ${show(j.self)}`)) {
             return;
         }
+        const revokedAt = performance.now();
+
         revokeInFile(cfg.keys.revoke);
         const gone = await d.waitFor(s => s.name === 'presence' && s.attrs.from === j.me
             && s.attrs.type === 'unavailable', WAIT, 'unavailable presence after the revocation');
+
+        notes.push(`revoked: key file renamed -> the client holds its 307: ${(performance.now() - revokedAt).toFixed(1)} ms`);
         const k = parseKick(gone);
 
         check('revoked: self-presence unavailable has status 110 and 307 (KICKED, shown to the user)',
@@ -407,7 +419,7 @@ async function refusals(existingRoom) {
 }
 
 main().then(cs => {
-    process.stdout.write(`INTEROP-RESULT ${JSON.stringify({ client: which, checks: cs })}\n`);
+    process.stdout.write(`INTEROP-RESULT ${JSON.stringify({ client: which, checks: cs, notes: notes.map(redact) })}\n`);
     process.exit(0);
 }, err => {
     check('the script ran to the end', false, err.stack ?? String(err));

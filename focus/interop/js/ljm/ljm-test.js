@@ -135,7 +135,10 @@
         const conn = await connect();
 
         check('admitted: anonymous BOSH login', true);
+        const begin = performance.now();
         const r = await enter(conn, `${cfg.keys.prefix}${cfg.separator}${room('admitted')}`);
+
+        notes.push(`join() -> CONFERENCE_JOINED (request, new room, MUC join): ${(performance.now() - begin).toFixed(0)} ms`);
 
         check('admitted: CONFERENCE_JOINED', r.joined, describe(r));
         if (r.joined) {
@@ -177,8 +180,12 @@
         const kicked = new Promise(resolve => r.conf.on(CE.KICKED, (...args) => resolve(args)));
 
         // The Go test revokes the key when it sees this event.
+        const asked = performance.now();
+
         await post('/event', { event: 'joined-revoke' });
         const args = await Promise.race([ kicked, timeout(15000, 'KICKED after the revocation') ]);
+
+        notes.push(`revocation asked (keys revoke through the store) -> KICKED in the browser: ${(performance.now() - asked).toFixed(0)} ms`);
 
         check('revoked: KICKED', true);
         if (cfg.generation !== '2016') {
