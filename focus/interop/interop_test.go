@@ -231,7 +231,7 @@ func report(t *testing.T, res result, minChecks int) {
 }
 
 // The checks each client must run: every scenario of interop.mjs.
-const minChecks = 40
+const minChecks = 70
 
 func TestXMPPJS(t *testing.T) {
 	node := needNode(t)
