@@ -72,6 +72,30 @@ func newBenchEnv(b *testing.B, participants int) *benchEnv {
 	return be
 }
 
+// prosodyCPU is Prosody's CPU time so far (user+system), from /proc on Linux;
+// 0 elsewhere.
+func (be *benchEnv) prosodyCPU() time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", be.srv.Pid()))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	var ut, st int64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &st)
+	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+}
+
+// reportProsodyCPU adds Prosody's CPU per request since start.
+func (be *benchEnv) reportProsodyCPU(b *testing.B, start time.Duration) {
+	if d := be.prosodyCPU() - start; start > 0 && d >= 0 {
+		b.ReportMetric(float64(d.Microseconds())/float64(b.N), "prosody-cpu-µs/op")
+	}
+}
+
 func (be *benchEnv) setGrace(d time.Duration) {
 	be.f.mu.Lock()
 	be.f.cfg.EmptyRoomGrace = d
@@ -138,9 +162,11 @@ func BenchmarkConference(b *testing.B) {
 			b.Run("existing-member/"+mode+"/"+tg.name, func(b *testing.B) {
 				be.settle(b, 1)
 				b.ReportAllocs()
+				cpu := be.prosodyCPU()
 				be.do(b, b.N, conc, func(i int) (*simulate.Participant, simulate.Request) {
 					return be.pool[i%len(be.pool)], simulate.Request{Room: "em@" + mucHost, Key: "kf_bench", Focus: tg.addr}
 				})
+				be.reportProsodyCPU(b, cpu)
 			})
 		}
 		for _, tg := range targets {
@@ -158,9 +184,11 @@ func BenchmarkConference(b *testing.B) {
 					})
 					b.StartTimer()
 				}
+				cpu := be.prosodyCPU()
 				be.do(b, b.N, conc, func(i int) (*simulate.Participant, simulate.Request) {
 					return be.pool[i%len(be.pool)], simulate.Request{Room: name(i / len(be.pool)), Key: "kf_bench", Focus: tg.addr}
 				})
+				be.reportProsodyCPU(b, cpu)
 			})
 		}
 		for _, tg := range targets {
@@ -171,9 +199,11 @@ func BenchmarkConference(b *testing.B) {
 				be.setGrace(200 * time.Millisecond)
 				defer be.setGrace(2 * time.Second)
 				run := be.seq.Add(1)
+				cpu := be.prosodyCPU()
 				be.do(b, b.N, conc, func(i int) (*simulate.Participant, simulate.Request) {
 					return be.pool[i%len(be.pool)], simulate.Request{Room: fmt.Sprintf("new%d-%d@%s", run, i, mucHost), Key: "kf_bench", Focus: tg.addr}
 				})
+				be.reportProsodyCPU(b, cpu)
 			})
 		}
 	}
