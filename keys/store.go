@@ -26,6 +26,7 @@ var ErrConflict = errors.New("the key file changed on disk since it was last rea
 const (
 	DefaultDebounce = 150 * time.Millisecond
 	DefaultHold     = 500 * time.Millisecond
+	DefaultRecheck  = 10 * time.Second
 )
 
 // Options tune a Store. The zero value gives the defaults.
@@ -33,7 +34,12 @@ type Options struct {
 	Logger   *slog.Logger // default slog.Default()
 	Debounce time.Duration
 	Hold     time.Duration
-	Now      func() time.Time
+	// Recheck is how often the watch reads the file even without an event:
+	// changes that make none (a network file system, a write through a
+	// hard link elsewhere) still arrive. A reread of the same content costs
+	// a read and a hash, nothing more.
+	Recheck time.Duration
+	Now     func() time.Time
 
 	// onEvent, when set, sees every file system event of the folder before
 	// the name filter (tests use it to know the watcher saw something).
@@ -97,6 +103,9 @@ func OpenWith(path string, opt Options) (*Store, error) {
 	}
 	if opt.Hold <= 0 {
 		opt.Hold = DefaultHold
+	}
+	if opt.Recheck <= 0 {
+		opt.Recheck = DefaultRecheck
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now

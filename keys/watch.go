@@ -109,10 +109,16 @@ func (s *Store) follow(ctx context.Context, w *fsnotify.Watcher, linked bool, se
 	// Start with a read: the file may have changed before the watch began.
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	recheck := time.NewTicker(s.opt.Recheck)
+	defer recheck.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-recheck.C:
+			if u, changed := s.reload(ctx); changed && !send(u) {
+				return nil
+			}
 		case ev, ok := <-w.Events:
 			if !ok {
 				return errors.New("the watch ended")

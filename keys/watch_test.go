@@ -622,3 +622,46 @@ func TestWatchReadError(t *testing.T) {
 		}
 	}
 }
+
+// A change that makes no event in the folder (here: a write through a hard
+// link in another folder; in the field: a network file system) still
+// arrives, by the watch's periodic reread.
+func TestWatchRecheck(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "keys.properties")
+	writeFile(t, path, keysFile(2))
+	other := filepath.Join(t.TempDir(), "link.properties")
+	if err := os.Link(path, other); err != nil {
+		t.Skipf("no hard links here: %v", err)
+	}
+	w := &watched{signal: make(chan struct{}, 1)}
+	s, err := OpenWith(path, Options{Logger: quietLogger(), Debounce: 20 * time.Millisecond, Recheck: 50 * time.Millisecond,
+		onEvent: func(name string) {
+			w.mu.Lock()
+			w.events = append(w.events, filepath.Base(name))
+			w.mu.Unlock()
+		},
+		onRead: func([]byte, bool) {
+			w.mu.Lock()
+			w.reads = append(w.reads, 0)
+			w.mu.Unlock()
+			w.poke()
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w.Store, w.ch = s, s.Watch(ctx)
+	w.waitProbe(t, "the first read", func() bool { return len(w.reads) >= 1 })
+	// Same inode, other folder: truncated and written in place.
+	writeFile(t, other, keysFile(3))
+	if u := w.next(t); u.Err != nil || u.Snapshot.Len() != 3 {
+		t.Fatalf("update %+v, want the change made through the link", u)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.events) > 0 {
+		t.Fatalf("the folder saw events %q: this test no longer tests the reread", w.events)
+	}
+}
