@@ -25,7 +25,8 @@ const pollEvery = time.Second
 // gets a closed channel after one Update with an error.
 //
 // The folder is watched, not the file (editors save by rename), events are
-// debounced, and a change that drops most keys at once is re-read after a
+// debounced, the file is also read every Options.Recheck (changes that make
+// no event), and a change that drops most keys at once is re-read after a
 // hold before it is applied (see Reload). Edits made through this store are
 // not reported again: the watcher sees the content it already has.
 func (s *Store) Watch(ctx context.Context) <-chan Update {
