@@ -2,11 +2,13 @@ package focus
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,6 +62,7 @@ type conn struct {
 
 	mu      sync.Mutex
 	pending map[string]func(*xmppx.Element, error)
+	from    map[string]string // id -> where its reply must come from
 	closed  bool
 	seq     atomic.Uint64
 	prefix  string
@@ -100,7 +103,8 @@ func dialConn(ctx context.Context, addr, component_ string, secret []byte) (*con
 		netConn: nc,
 		self:    cj.String(),
 		pending: make(map[string]func(*xmppx.Element, error)),
-		prefix:  "kf" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36) + "-",
+		from:    make(map[string]string),
+		prefix:  "kf" + rand.Text()[:12] + "-", // unguessable: replies cannot be forged by id
 	}, nil
 }
 
@@ -139,7 +143,13 @@ func (c *conn) deliver(el *xmppx.Element) {
 	id := el.Get("id")
 	c.mu.Lock()
 	cb := c.pending[id]
-	delete(c.pending, id)
+	if cb != nil && !strings.EqualFold(el.Get("from"), c.from[id]) {
+		cb = nil // a reply from someone else: not ours, leave ours waiting
+	}
+	if cb != nil {
+		delete(c.pending, id)
+		delete(c.from, id)
+	}
 	c.mu.Unlock()
 	if cb == nil {
 		return
@@ -175,6 +185,7 @@ func (c *conn) failAll() {
 	c.mu.Lock()
 	p := c.pending
 	c.pending = make(map[string]func(*xmppx.Element, error))
+	c.from = make(map[string]string)
 	c.closed = true
 	c.mu.Unlock()
 	for _, cb := range p {
@@ -202,12 +213,14 @@ func (c *conn) track(el *xmppx.Element, cb func(*xmppx.Element, error)) {
 		return
 	}
 	c.pending[id] = cb
+	c.from[id] = el.Get("to")
 	c.mu.Unlock()
 }
 
 func (c *conn) untrack(el *xmppx.Element) {
 	c.mu.Lock()
 	delete(c.pending, el.Get("id"))
+	delete(c.from, el.Get("id"))
 	c.mu.Unlock()
 }
 

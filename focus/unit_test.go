@@ -131,3 +131,21 @@ func FuzzDecode(f *testing.F) {
 		_ = stanzaError(el)
 	})
 }
+
+func TestRepliesMustComeFromTheAddressee(t *testing.T) {
+	c := &conn{pending: map[string]func(*xmppx.Element, error){}, from: map[string]string{}, prefix: "kfX-"}
+	iq := xmppx.New("", "iq", "type", "set", "to", "room@conference.meet.example")
+	var got []string
+	c.track(iq, func(el *xmppx.Element, err error) { got = append(got, el.Get("from")) })
+	id := iq.Get("id")
+	forged := xmppx.New("", "iq", "type", "error", "id", id, "from", "mallory@meet.example/x")
+	real := xmppx.New("", "iq", "type", "result", "id", id, "from", "Room@conference.meet.example")
+	c.deliver(forged)
+	if len(got) != 0 {
+		t.Fatalf("a reply from someone else was taken: %v", got)
+	}
+	c.deliver(real)
+	if len(got) != 1 || got[0] != "Room@conference.meet.example" {
+		t.Fatalf("the real reply was not delivered: %v", got)
+	}
+}
