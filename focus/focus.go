@@ -442,6 +442,8 @@ func (f *Focus) watchStore(ctx context.Context) {
 	tick := time.NewTicker(storePoll)
 	defer tick.Stop()
 	var rewatch <-chan time.Time
+	rewatchDelay := time.Second
+	otherWatcher := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -461,9 +463,23 @@ func (f *Focus) watchStore(ctx context.Context) {
 				// The watch ended on its own (e.g. another watcher held the
 				// store): start it again shortly.
 				updates = nil
-				rewatch = time.After(time.Second)
+				rewatch = time.After(rewatchDelay)
+				if rewatchDelay < 30*time.Second {
+					rewatchDelay *= 2
+				}
 				continue
 			}
+			if u.Err != nil && strings.Contains(u.Err.Error(), "already being watched") {
+				// Someone else in this process watches the store (one watcher
+				// per store): its reloads still reach us through the snapshot
+				// check below. Not a failed reload; say it once.
+				if !otherWatcher {
+					otherWatcher = true
+					f.log.Warn("the key store is watched elsewhere in this process; following its snapshots")
+				}
+				continue
+			}
+			rewatchDelay = time.Second
 			f.mu.Lock()
 			if u.Err != nil {
 				f.store.LastError = u.Err.Error()
