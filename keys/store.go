@@ -65,6 +65,8 @@ type Store struct {
 
 	mu   sync.Mutex // serialises reads of the file, edits and saves
 	seen fileState  // the file content the store's state reflects
+	// applied is the content the snapshot in force was read from.
+	applied []byte
 	// readErr is the last read error reported, so a lasting one is told once.
 	readErr string
 
@@ -136,7 +138,7 @@ func OpenWith(path string, opt Options) (*Store, error) {
 	}
 	s.logWarnings(d)
 	s.warnReadable(d)
-	s.seen = stateOf(data, missing)
+	s.seen, s.applied = stateOf(data, missing), data
 	s.snap.Store(d.snapshot(opt.Now()))
 	return s, nil
 }
@@ -217,12 +219,23 @@ func (s *Store) Reload() Update {
 // that many is not applied when it would remove most keys.
 const maxHolds = 10
 
-// holdNeeded reports whether going from old to new removes so many keys at
-// once that the file may be half-written: it empties the file, or removes
-// more than half of the keys and more than three.
-func holdNeeded(old *Snapshot, entries []*Entry) (removed int, hold bool) {
+// Why a change is held (see holdNeeded).
+const (
+	holdEmptied = "emptied"
+	holdMost    = "most"
+	holdCut     = "cut"
+)
+
+// holdNeeded says whether going from the snapshot old (read from oldData)
+// to entries (read from newData) looks like a file caught half-written, to
+// be read again after a hold before it revokes anyone: it empties the file
+// (holdEmptied); it removes most keys, more than half and more than three
+// (holdMost); or it is the old file cut short, a prefix of it, and loses
+// more than three keys or ends in the middle of a line (holdCut). Removing
+// a few keys is applied at once.
+func holdNeeded(old *Snapshot, oldData []byte, entries []*Entry, newData []byte) (removed int, why string) {
 	if old.Len() == 0 {
-		return 0, false
+		return 0, ""
 	}
 	ids := make(map[string]struct{}, len(entries))
 	for _, e := range entries {
@@ -233,10 +246,17 @@ func holdNeeded(old *Snapshot, entries []*Entry) (removed int, hold bool) {
 			removed++
 		}
 	}
-	if len(entries) == 0 {
-		return removed, true
+	switch {
+	case len(entries) == 0:
+		return removed, holdEmptied
+	case removed > 3 && removed*2 > old.Len():
+		return removed, holdMost
+	case removed > 0 && len(newData) < len(oldData) && bytes.HasPrefix(oldData, newData):
+		if last := newData[len(newData)-1]; removed > 3 || last != '\n' && last != '\r' {
+			return removed, holdCut
+		}
 	}
-	return removed, removed > 3 && removed*2 > old.Len()
+	return removed, ""
 }
 
 // reload reads the file and applies it. changed is false when there is
@@ -278,7 +298,8 @@ func (s *Store) reload(ctx context.Context) (u Update, changed bool) {
 			u.Err = err
 			return u, true
 		}
-		removed, hold := holdNeeded(old, d.entries)
+		removed, why := holdNeeded(old, s.applied, d.entries, data)
+		hold := why != ""
 		// Half-written, or truncated on the way to a rewrite? Only a content
 		// that stays through a whole hold, unchanged and untouched, revokes
 		// most keys at once.
@@ -288,7 +309,7 @@ func (s *Store) reload(ctx context.Context) (u Update, changed bool) {
 				s.log.Error("key file not applied", "err", u.Err)
 				return u, true
 			}
-			s.log.Warn("key file lost most of its keys at once; reading it again after a hold", "removed", removed, "of", old.Len(), "hold", s.opt.Hold)
+			s.log.Warn("key file lost many keys at once; reading it again after a hold", "why", why, "removed", removed, "of", old.Len(), "hold", s.opt.Hold)
 			t := time.NewTimer(s.opt.Hold)
 			select {
 			case <-ctx.Done():
@@ -303,10 +324,13 @@ func (s *Store) reload(ctx context.Context) (u Update, changed bool) {
 		}
 		s.logWarnings(d)
 		snap := d.snapshot(s.opt.Now())
-		s.seen = st
+		s.seen, s.applied = st, data
 		s.snap.Store(snap)
 		u.Snapshot = snap
 		switch {
+		case why == holdCut:
+			u.Notice = fmt.Sprintf("%d of %d keys removed by a change that cut the file short, applied after a %v hold", removed, old.Len(), held)
+			s.log.Warn(u.Notice)
 		case hold:
 			u.Notice = fmt.Sprintf("mass revocation: %d of %d keys removed, applied after a %v hold", removed, old.Len(), held)
 			if missing {

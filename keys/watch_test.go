@@ -180,10 +180,12 @@ func TestWatchTransientLoss(t *testing.T) {
 	tests := []struct {
 		name string
 		lose func(path string) error
+		left int // keys the watcher reads in the damaged file (-1: none, missing)
 	}{
-		{"truncate then write", func(p string) error { return os.Truncate(p, 0) }},
-		{"delete then recreate", os.Remove},
-		{"half written", func(p string) error { return os.WriteFile(p, []byte(keysFile(1)+"key1=Cli"), 0o600) }},
+		{"truncate then write", func(p string) error { return os.Truncate(p, 0) }, 0},
+		{"delete then recreate", os.Remove, -1},
+		{"half written", func(p string) error { return os.WriteFile(p, []byte(keysFile(1)+"key1=Cli"), 0o600) }, 2},
+		{"cut short", func(p string) error { return os.WriteFile(p, []byte(keysFile(6)), 0o600) }, 6},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -192,7 +194,7 @@ func TestWatchTransientLoss(t *testing.T) {
 				t.Fatal(err)
 			}
 			// The watcher has read the damaged file and is holding.
-			w.waitProbe(t, "the read of the damaged file", func() bool { return w.reads[len(w.reads)-1] <= 2 })
+			w.waitProbe(t, "the read of the damaged file", func() bool { return w.reads[len(w.reads)-1] == tt.left })
 			writeFile(t, w.Path(), keysFile(10))
 			// A marker change: every update before it must keep all keys.
 			w.waitProbe(t, "the read after the hold", func() bool { return w.reads[len(w.reads)-1] == 10 })
@@ -221,6 +223,7 @@ func TestWatchMassRevocationAfterHold(t *testing.T) {
 		{name: "most keys removed", content: keysFile(1), keys: 1, notice: "mass revocation: 9 of 10 keys removed, applied after a 150ms hold"},
 		{name: "emptied", content: "# nobody\n", keys: 0, notice: "mass revocation: 10 of 10 keys removed"},
 		{name: "deleted", remove: true, keys: 0, notice: "key file missing, treated as empty; mass revocation: 10 of 10"},
+		{name: "cut short", content: keysFile(6), keys: 6, notice: "4 of 10 keys removed by a change that cut the file short, applied after a 150ms hold"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -237,7 +240,7 @@ func TestWatchMassRevocationAfterHold(t *testing.T) {
 			if u.Err != nil || u.Snapshot.Len() != tt.keys || !strings.Contains(u.Notice, tt.notice) {
 				t.Fatalf("update %+v (notice %q), want %d keys and notice %q", u, u.Notice, tt.keys, tt.notice)
 			}
-			if w.Snapshot().Lookup("key5") != nil {
+			if w.Snapshot().Lookup("key9") != nil {
 				t.Fatal("revoked key still valid")
 			}
 		})
@@ -264,29 +267,45 @@ func TestWatchFewRemovedAtOnce(t *testing.T) {
 }
 
 func TestHoldNeeded(t *testing.T) {
-	snap := func(n int) *Snapshot {
-		return NewSnapshot("k", parse("k", []byte(keysFile(n))).entries, time.Time{})
+	// keysWithout is keysFile(n) without its first k keys: not a prefix.
+	keysWithout := func(n, k int) string {
+		lines := strings.SplitAfter(keysFile(n), "\n")
+		return lines[0] + strings.Join(lines[1+k:], "")
 	}
 	tests := []struct {
-		old, keep int
-		hold      bool
+		name     string
+		old, new string
+		removed  int
+		why      string
 	}{
-		{0, 0, false},
-		{1, 0, true}, // emptied
-		{3, 0, true},
-		{10, 9, false},
-		{10, 6, false}, // 4 removed, not most
-		{10, 5, false}, // half, not most
-		{10, 4, true},
-		{6, 2, true},  // 4 of 6
-		{4, 1, false}, // 3 of 4: "a few"
-		{100, 1, true},
+		{"empty to empty", "", "", 0, ""},
+		{"emptied", keysFile(1), "", 1, holdEmptied},
+		{"emptied to a comment", keysFile(3), "# none\n", 3, holdEmptied},
+		{"one removed", keysFile(10), keysWithout(10, 1), 1, ""},
+		{"four of ten", keysFile(10), keysWithout(10, 4), 4, ""},
+		{"half", keysFile(10), keysWithout(10, 5), 5, ""},
+		{"six of ten", keysFile(10), keysWithout(10, 6), 6, holdMost},
+		{"four of six", keysFile(6), keysWithout(6, 4), 4, holdMost},
+		{"three of four: a few", keysFile(4), keysWithout(4, 3), 3, ""},
+		{"last key deleted", keysFile(10), keysFile(9), 1, ""},
+		{"last three deleted", keysFile(10), keysFile(7), 3, ""},
+		{"cut short: four lost", keysFile(10), keysFile(6), 4, holdCut},
+		{"cut mid-line", keysFile(10), keysFile(8) + "key8=Cli", 1, holdCut},
+		{"cut to one of a hundred", keysFile(100), keysFile(1), 99, holdMost},
+		{"keys added", keysFile(3), keysFile(5), 0, ""},
 	}
 	for _, tt := range tests {
-		removed, hold := holdNeeded(snap(tt.old), snap(tt.keep).Entries())
-		if hold != tt.hold || removed != tt.old-tt.keep {
-			t.Errorf("%d -> %d keys: hold %v removed %d, want hold %v", tt.old, tt.keep, hold, removed, tt.hold)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			old := parse("k", []byte(tt.old)).snapshot(time.Time{})
+			d := parse("k", []byte(tt.new))
+			if len(d.errs) > 0 {
+				t.Fatal(d.errs)
+			}
+			removed, why := holdNeeded(old, []byte(tt.old), d.entries, []byte(tt.new))
+			if removed != tt.removed || why != tt.why {
+				t.Errorf("removed %d, hold %q; want %d, %q", removed, why, tt.removed, tt.why)
+			}
+		})
 	}
 }
 
