@@ -31,9 +31,13 @@ const (
 
 // Options tune a Store. The zero value gives the defaults.
 type Options struct {
-	Logger   *slog.Logger // default slog.Default()
+	Logger *slog.Logger // default slog.Default()
+	// Debounce is how long the folder must be quiet after an event before
+	// the watch reads the file (default DefaultDebounce).
 	Debounce time.Duration
-	Hold     time.Duration
+	// Hold is how long a change that looks half-written (see Reload) waits
+	// before the file is read again (default DefaultHold).
+	Hold time.Duration
 	// Recheck is how often the watch reads the file even without an event:
 	// changes that make none (a network file system, a write through a
 	// hard link elsewhere) still arrive. A reread of the same content costs
@@ -209,7 +213,11 @@ func (s *Store) logWarnings(d *document) {
 }
 
 // Reload re-reads the file now (e.g. on SIGHUP), with the same rules as the
-// watch, including the hold before a mass revocation.
+// watch. A change that looks half-written — the file empty or gone, most
+// keys removed, or the old file cut short — is read again after a hold and
+// applied only once it stays the same through one (the Notice says so); a
+// file still changing after 10 holds is not applied (an error). Reload can
+// therefore take up to 10 holds.
 func (s *Store) Reload() Update {
 	u, _ := s.reload(context.Background())
 	return u
