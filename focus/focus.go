@@ -210,16 +210,33 @@ func (f *Focus) stateLocked() State {
 		Rooms:     make([]Room, 0, len(f.rooms)),
 	}
 	for _, r := range f.rooms {
-		st.Rooms = append(st.Rooms, r.view())
+		v := r.view()
+		v.Name = f.logRoom(v.Name)
+		st.Rooms = append(st.Rooms, v)
 	}
 	sort.Slice(st.Rooms, func(i, j int) bool { return st.Rooms[i].Name < st.Rooms[j].Name })
 	return st
 }
 
 // publishLocked publishes ev; f.mu must be held.
+//
+// Room names go out as logRoom shows them: in the room-prefix form the local
+// part starts with a client key, and the console, metrics and audit log show
+// fingerprints only. RemoveMember and EndRoom accept that form.
 func (f *Focus) publishLocked(ev Event) {
 	if ev.Time.IsZero() {
 		ev.Time = f.now()
+	}
+	ev.Room = f.logRoom(ev.Room)
+	if ev.Request != nil {
+		req := *ev.Request
+		req.Room = f.logRoom(req.Room)
+		ev.Request = &req
+	}
+	if ev.Rejection != nil {
+		rej := *ev.Rejection
+		rej.Room = f.logRoom(rej.Room)
+		ev.Rejection = &rej
 	}
 	f.bus.Publish(ev)
 }

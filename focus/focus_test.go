@@ -82,6 +82,18 @@ func TestAdmitAndJoin(t *testing.T) {
 	if len(st.Rooms) != 2 {
 		t.Errorf("rooms = %+v", st.Rooms)
 	}
+	// The room-prefix room shows with the key's fingerprint only, and that
+	// name works for operator actions.
+	for _, r := range st.Rooms {
+		if strings.Contains(r.Name, "kf_") {
+			t.Errorf("State shows a key in a room name: %s", r.Name)
+		}
+		if strings.HasPrefix(r.Name, "[key ") {
+			if err := e.f.EndRoom(ctx, r.Name, "test"); err != nil {
+				t.Errorf("EndRoom(%q): %v", r.Name, err)
+			}
+		}
+	}
 	if strings.Contains(e.logs.String(), "kf_alpha") {
 		t.Errorf("a client key reached the log:\n%s", e.logs.String())
 	}

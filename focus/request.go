@@ -268,7 +268,7 @@ func retryText(wait time.Duration) string {
 
 // recordRefusalLocked keeps, logs and publishes one refusal.
 func (f *Focus) recordRefusalLocked(rej Rejection) {
-	rej.Room = f.logRoom(rej.Room) // a guessed key in the room-prefix form stays out of events too
+	rej.Room = f.logRoom(rej.Room) // a guessed key in the room-prefix form stays out of State and logs
 	f.rejected = append(f.rejected, Rejection{})
 	copy(f.rejected[1:], f.rejected)
 	f.rejected[0] = rej
@@ -323,8 +323,8 @@ func normLocal(s string) string { return norm.NFKC.String(strings.ToLower(s)) }
 func (f *Focus) logRoom(roomJID string) string {
 	local, host, _ := strings.Cut(roomJID, "@")
 	key, name, ok := strings.Cut(local, f.cfg.RoomKeySeparator)
-	if !ok || key == "" {
-		return roomJID
+	if !ok || key == "" || strings.HasPrefix(key, "[key ") {
+		return roomJID // no key, or shown this way already
 	}
 	return "[key " + keys.Fingerprint(strings.ToLower(key)) + "]" + f.cfg.RoomKeySeparator + name + "@" + host
 }

@@ -611,11 +611,27 @@ func revocationReason(e *keys.Entry, a *admission, now time.Time, actor string) 
 	return "", ""
 }
 
+// findRoomLocked finds a room by its JID or by the name events and State
+// show for it (see publishLocked).
+func (f *Focus) findRoomLocked(name string) *room {
+	if local, ok := roomLocal(name, f.cfg.MUC); ok {
+		if r := f.rooms[local+"@"+f.cfg.MUC]; r != nil {
+			return r
+		}
+	}
+	for _, r := range f.rooms {
+		if f.logRoom(r.jid) == name {
+			return r
+		}
+	}
+	return nil
+}
+
 // RemoveMember implements Source: kick one member (status 307 with reason)
 // and drop their membership in the same write, so they must ask again.
 func (f *Focus) RemoveMember(ctx context.Context, roomName, nick, reason string) error {
 	f.mu.Lock()
-	r := f.rooms[strings.ToLower(roomName)]
+	r := f.findRoomLocked(roomName)
 	if r == nil {
 		f.mu.Unlock()
 		return fmt.Errorf("no room %q is managed by this focus", roomName)
@@ -657,7 +673,7 @@ func (f *Focus) RemoveMember(ctx context.Context, roomName, nick, reason string)
 // EndRoom implements Source: destroy the room with a reason.
 func (f *Focus) EndRoom(ctx context.Context, roomName, reason string) error {
 	f.mu.Lock()
-	r := f.rooms[strings.ToLower(roomName)]
+	r := f.findRoomLocked(roomName)
 	if r == nil {
 		f.mu.Unlock()
 		return fmt.Errorf("no room %q is managed by this focus", roomName)

@@ -91,6 +91,9 @@ func TestLogRoomHidesKeys(t *testing.T) {
 	if strings.Contains(got, "kf_secret") || !strings.HasSuffix(got, "=standup@conference.meet.example") {
 		t.Errorf("logRoom = %q", got)
 	}
+	if again := f.logRoom(got); again != got {
+		t.Errorf("logRoom is not idempotent: %q -> %q", got, again)
+	}
 	if got := f.logRoom("standup@conference.meet.example"); got != "standup@conference.meet.example" {
 		t.Errorf("plain room changed: %q", got)
 	}
