@@ -604,3 +604,33 @@ func TestFloodNeverRefusesAValidKey(t *testing.T) {
 		t.Error("no guess was answered 429 during the flood")
 	}
 }
+
+func TestStateSealsKeyRooms(t *testing.T) {
+	e := newEnv(t, baseKeys)
+	statePath := filepath.Join(t.TempDir(), "state.json")
+	e.startFocus(func(c *Config) { c.StatePath = statePath })
+	p := e.dial()
+	req := simulate.Request{Room: e.room("Daily"), Key: "kf_alpha", Form: simulate.FormRoom, Lowercase: true}
+	if rep := e.request(p, req); !rep.Admitted() {
+		t.Fatal(rep.Error)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	if _, err := p.Join(ctx, req.RoomJID(), "pat"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitEvent("pat joined", func(ev Event) bool { return ev.Kind == EvMemberJoined && ev.Member.Nick == "pat" })
+	e.stopFocus()
+	data, err := os.ReadFile(statePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), "kf_alpha") || !strings.Contains(string(data), "sealed:") {
+		t.Fatalf("state file does not seal the key's room:\n%s", data)
+	}
+	e.startFocus(func(c *Config) { c.StatePath = statePath })
+	ev := e.waitEvent("pat seen again", func(ev Event) bool { return ev.Kind == EvMemberJoined && ev.Member.Nick == "pat" })
+	if ev.Member.Fingerprint == "" || strings.Contains(ev.Room, "kf_") {
+		t.Errorf("after the restart: room %q member %+v", ev.Room, ev.Member)
+	}
+}

@@ -26,7 +26,8 @@ type stateFile struct {
 }
 
 type stateRoom struct {
-	Room       string       `json:"room"`
+	Room       string       `json:"room"`            // the room JID, sealed if it holds a key (seal.go)
+	Shown      string       `json:"shown,omitempty"` // how logs show a sealed room`
 	Created    time.Time    `json:"created"`
 	Admissions []*admission `json:"admissions"`
 }
@@ -69,6 +70,9 @@ func (f *Focus) loadState() {
 		// Salvage what names the rooms: they are joined again and their
 		// member lists read back from Prosody (see resync).
 		for _, j := range salvageRooms(data, f.cfg.MUC) {
+			if j, err = f.openRoom(j); err != nil {
+				continue
+			}
 			if f.rooms[j] == nil {
 				f.rooms[j] = newRoom(j, localOf(j), f.now())
 			}
@@ -86,7 +90,12 @@ func (f *Focus) loadState() {
 		if sr.Room == "" {
 			continue
 		}
-		r := newRoom(sr.Room, localOf(sr.Room), sr.Created)
+		j, err := f.openRoom(sr.Room)
+		if err != nil {
+			f.log.Error("state file: room skipped", "room", sr.Shown, "err", err)
+			continue
+		}
+		r := newRoom(j, localOf(j), sr.Created)
 		for _, a := range sr.Admissions {
 			if a != nil && a.JID != "" {
 				a.joined = true
@@ -101,10 +110,14 @@ func (f *Focus) loadState() {
 
 // salvageRooms finds the room JIDs on the MUC host in a damaged state file.
 func salvageRooms(data []byte, muc string) []string {
-	re := regexp.MustCompile(`"room"\s*:\s*"([^"\\@/]+@` + regexp.QuoteMeta(muc) + `)"`)
+	re := regexp.MustCompile(`"room"\s*:\s*"([^"\\@/]+@` + regexp.QuoteMeta(muc) + `|` + sealedPrefix + `[A-Za-z0-9_-]+)"`)
 	var out []string
 	for _, m := range re.FindAllSubmatch(data, -1) {
-		out = append(out, strings.ToLower(string(m[1])))
+		j := string(m[1])
+		if !strings.HasPrefix(j, sealedPrefix) {
+			j = strings.ToLower(j)
+		}
+		out = append(out, j)
 	}
 	return out
 }
@@ -139,7 +152,15 @@ func (f *Focus) saveNow() {
 	f.mu.Lock()
 	st := stateFile{Version: stateVersion, Saved: f.now()}
 	for _, r := range f.rooms {
-		sr := stateRoom{Room: r.jid, Created: r.created}
+		sealed, err := f.sealRoom(r.jid)
+		if err != nil {
+			f.log.Error("state file: cannot seal a room name; room left out", "room", f.logRoom(r.jid), "err", err)
+			continue
+		}
+		sr := stateRoom{Room: sealed, Created: r.created}
+		if sealed != r.jid {
+			sr.Shown = f.logRoom(r.jid)
+		}
 		for _, a := range r.admitted {
 			cp := *a
 			sr.Admissions = append(sr.Admissions, &cp)
