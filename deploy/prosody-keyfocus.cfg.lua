@@ -22,6 +22,10 @@ Component "conference.meet.example" "muc"
     admins = { "focus.meet.example" }
     muc_room_locking = false
     muc_room_default_public_jids = true
+    -- Rooms kept in memory before Prosody swaps them to storage (default
+    -- 100). Past it, every room keyfocus creates costs ~2.5x more: set it
+    -- well above the number of rooms you expect at once.
+    muc_room_cache_size = 1000
     -- Prosody 13 also needs:
     -- component_admins_as_room_owners = true
 
