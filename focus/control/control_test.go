@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -452,7 +453,10 @@ func TestDialErrors(t *testing.T) {
 	}
 }
 
+// TestListen runs under umask 0: a socket bound at its path with the
+// umask's mode would be 0777 until the chmod.
 func TestListen(t *testing.T) {
+	defer syscall.Umask(syscall.Umask(0))
 	tests := []struct {
 		name     string
 		prepare  func(t *testing.T, path string)
@@ -506,6 +510,9 @@ func TestListen(t *testing.T) {
 			}
 			if got := fi.Mode().Perm(); got != tt.wantMode {
 				t.Errorf("mode = %v, want %v", got, tt.wantMode)
+			}
+			if ents, err := os.ReadDir(filepath.Dir(path)); err != nil || len(ents) != 1 {
+				t.Errorf("folder holds %v (err %v), want only the socket", ents, err)
 			}
 			ln.Close()
 			if _, err := os.Stat(path); !os.IsNotExist(err) {

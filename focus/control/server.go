@@ -345,22 +345,49 @@ func Listen(path string, cfg ListenConfig) (net.Listener, error) {
 			return nil, fmt.Errorf("control socket: removing stale %s: %w", path, err)
 		}
 	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	// The socket is made in a private (0700) folder beside path, given its
+	// mode there, and only then renamed into place: bound at path directly it
+	// would exist with the umask's mode until the chmod, and a console that
+	// connected in that moment would stay connected.
+	dir, err := os.MkdirTemp(filepath.Dir(path), ".kf")
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	ln.SetUnlinkOnClose(true)
+	defer os.RemoveAll(dir)
+	tmp := filepath.Join(dir, "s")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	ln.SetUnlinkOnClose(false)
 	mode := os.FileMode(0o600)
 	if gid >= 0 {
-		if err := os.Chown(path, -1, gid); err != nil {
+		if err := os.Chown(tmp, -1, gid); err != nil {
 			ln.Close()
 			return nil, fmt.Errorf("control socket: giving %s to group %s: %w", path, cfg.Group, err)
 		}
 		mode = 0o660
 	}
-	if err := os.Chmod(path, mode); err != nil {
+	if err := os.Chmod(tmp, mode); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	return ln, nil
+	if err := os.Rename(tmp, path); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	return &unixListener{UnixListener: ln, path: path}, nil
+}
+
+// unixListener removes its socket file when closed.
+type unixListener struct {
+	*net.UnixListener
+	path string
+	once sync.Once
+}
+
+func (l *unixListener) Close() error {
+	err := l.UnixListener.Close()
+	l.once.Do(func() { os.Remove(l.path) })
+	return err
 }
