@@ -53,7 +53,7 @@ func (s *Store) modify(change func(d *document) ([]byte, error), verify func(nd 
 		return nil, err
 	}
 	snap := nd.snapshot(s.opt.Now())
-	s.seen, s.applied = stateOf(out, false), out
+	s.seen, s.seenErr, s.applied = stateOf(out, false), nil, out
 	s.snap.Store(snap)
 	return snap, nil
 }

@@ -73,6 +73,9 @@ type Store struct {
 	applied []byte
 	// readErr is the last read error reported, so a lasting one is told once.
 	readErr string
+	// seenErr is the parse error of the content seen (nil when that content
+	// is the one in force): a Reload of a file still broken reports it again.
+	seenErr error
 
 	watching atomic.Bool
 }
@@ -217,7 +220,8 @@ func (s *Store) logWarnings(d *document) {
 // keys removed, or the old file cut short — is read again after a hold and
 // applied only once it stays the same through one (the Notice says so); a
 // file still changing after 10 holds is not applied (an error). Reload can
-// therefore take up to 10 holds.
+// therefore take up to 10 holds. A file still broken or unreadable gives
+// its error on every Reload (the log tells it once).
 func (s *Store) Reload() Update {
 	u, _ := s.reload(context.Background())
 	return u
@@ -281,6 +285,7 @@ func (s *Store) reload(ctx context.Context) (u Update, changed bool) {
 		data, missing, stm, err := s.readStamped()
 		if err != nil {
 			if err.Error() == s.readErr {
+				u.Err = err // told once in the log and the watch, but every Reload says it
 				return u, false
 			}
 			s.readErr = err.Error()
@@ -297,11 +302,12 @@ func (s *Store) reload(ctx context.Context) (u Update, changed bool) {
 			if held > 0 {
 				s.log.Info("key file changed back during the hold; nothing revoked", "hold", held)
 			}
+			u.Err = s.seenErr
 			return u, false
 		}
 		d := parse(s.path, data)
 		if err := d.err(); err != nil {
-			s.seen = st
+			s.seen, s.seenErr = st, err
 			s.log.Error("key file has errors; the last good keys stay in force", "err", err)
 			u.Err = err
 			return u, true
@@ -332,7 +338,7 @@ func (s *Store) reload(ctx context.Context) (u Update, changed bool) {
 		}
 		s.logWarnings(d)
 		snap := d.snapshot(s.opt.Now())
-		s.seen, s.applied = st, data
+		s.seen, s.seenErr, s.applied = st, nil, data
 		s.snap.Store(snap)
 		u.Snapshot = snap
 		switch {

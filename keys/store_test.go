@@ -461,3 +461,54 @@ func TestAddAfterDanglingContinuation(t *testing.T) {
 		}
 	}
 }
+
+// A Reload of a file that is still broken says so every time (SIGHUP, the
+// console's reload key), not only the first time the store reads it; once
+// the file is fixed, or the console saves, the error is gone.
+func TestReloadRepeatsLastingError(t *testing.T) {
+	tests := []struct {
+		name      string
+		breakFile func(t *testing.T, path string)
+		want      string
+	}{
+		{"parse error", func(t *testing.T, path string) {
+			if err := os.WriteFile(path, []byte("a=A\nb=B; expires=soon\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, ":2: expires"},
+		{"read error", func(t *testing.T, path string) {
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Mkdir(path, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}, "is a folder"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openTest(t, "a=A\n")
+			tt.breakFile(t, s.Path())
+			for i := range 3 {
+				u := s.Reload()
+				if u.Err == nil || !strings.Contains(u.Err.Error(), tt.want) {
+					t.Fatalf("reload %d: err = %v, want %q", i+1, u.Err, tt.want)
+				}
+				if u.Snapshot.Len() != 1 {
+					t.Fatalf("reload %d: %d keys in force, want the last good 1", i+1, u.Snapshot.Len())
+				}
+			}
+			if err := os.RemoveAll(s.Path()); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(s.Path(), []byte("a=A\nb=B\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 2 {
+				if u := s.Reload(); u.Err != nil || u.Snapshot.Len() != 2 {
+					t.Fatalf("reload %d after the fix: err %v, %d keys", i+1, u.Err, u.Snapshot.Len())
+				}
+			}
+		})
+	}
+}
