@@ -38,6 +38,32 @@ func (o *observer) addRooms(rooms ...string) {
 	}
 }
 
+// dropRooms leaves rooms the soak is done with (their load ended a round
+// ago), so Prosody's room count stays steady over a long run.
+func (o *observer) dropRooms(ctx context.Context, rooms ...string) {
+	o.mu.Lock()
+	drop := map[string]bool{}
+	for _, r := range rooms {
+		drop[r] = true
+		delete(o.known, r)
+	}
+	kept := o.rooms[:0]
+	for _, r := range o.rooms {
+		if !drop[r] {
+			kept = append(kept, r)
+		}
+	}
+	o.rooms = kept
+	o.mu.Unlock()
+	if p := o.live(); p != nil {
+		for _, r := range rooms {
+			lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_ = p.Leave(lctx, r)
+			cancel()
+		}
+	}
+}
+
 // live returns the participant if its stream is up.
 func (o *observer) live() *simulate.Participant {
 	o.mu.Lock()

@@ -82,6 +82,9 @@ type model struct {
 	mu      sync.Mutex
 	cohorts []*cohort
 	byRoom  map[string]*cohort
+	// byEvent finds a cohort from a room as the focus's events name it: in
+	// the room-prefix form the key is replaced by its fingerprint there.
+	byEvent map[string]*cohort
 	focusUp time.Time // when the running focus became ready; zero while none runs
 }
 
@@ -99,6 +102,8 @@ func (m *model) addCohort(c *cohort) {
 	m.cohorts = append(m.cohorts, c)
 	for _, r := range c.rooms {
 		m.byRoom[r] = c
+		m.byEvent[r] = c
+		m.byEvent[strings.ReplaceAll(r, c.key, "[key "+c.fp+"]")] = c
 	}
 }
 
@@ -220,7 +225,7 @@ func (e *env) collect(fp *focusProc) {
 		switch ev.Kind {
 		case focus.EvMemberRemoved:
 			e.model.mu.Lock()
-			c := e.model.byRoom[ev.Room]
+			c := e.model.byEvent[ev.Room]
 			e.model.mu.Unlock()
 			idx := -1
 			if c != nil {
@@ -507,7 +512,25 @@ func (e *env) makeCohorts(r int, rb time.Time, length time.Duration) []*cohort {
 
 // round runs the fault schedule once over [rb, rb+length) with the cohorts
 // of that round, whose load runners stop at the round's end.
-func (e *env) round(ctx context.Context, load *sync.WaitGroup, r int, begin, rb time.Time, length time.Duration, initial []*cohort) {
+// retire stops checking the rooms of cohorts whose load is over: the checker
+// forgets them and the observer leaves them (the focus then ends them).
+func (e *env) retire(ctx context.Context, cs []*cohort) {
+	var rooms []string
+	e.model.mu.Lock()
+	for _, c := range cs {
+		if c == nil {
+			continue
+		}
+		for _, r := range c.rooms {
+			delete(e.model.byRoom, r)
+			rooms = append(rooms, r)
+		}
+	}
+	e.model.mu.Unlock()
+	e.obs.dropRooms(ctx, rooms...)
+}
+
+func (e *env) round(ctx context.Context, load *sync.WaitGroup, r int, begin, rb time.Time, length time.Duration, initial []*cohort) (late *cohort) {
 	t := e.t
 	srv := e.srv
 	loadEnd := rb.Add(length)
@@ -533,7 +556,6 @@ func (e *env) round(ctx context.Context, load *sync.WaitGroup, r int, begin, rb 
 		}
 		e.model.invalidate(c, time.Now(), "revoked ("+how+")")
 	}
-	var late *cohort
 	step(0.08, "revoke cohort 0 (keys revoke)", func() { revoke(initial[0], "keys revoke") })
 	step(0.14, "add a key: a new cohort starts", func() {
 		late = e.newCohort(10*r+len(initial), keys.Spec{Name: "Late Cohort"})
@@ -621,6 +643,7 @@ func (e *env) round(ctx context.Context, load *sync.WaitGroup, r int, begin, rb 
 		e.writeFile([]byte(strings.Join(out, "")))
 		e.model.invalidate(late, time.Now(), "line deleted by hand")
 	})
+	return late
 }
 
 func TestSoak(t *testing.T) {
@@ -632,7 +655,7 @@ func TestSoak(t *testing.T) {
 		keysPath: filepath.Join(dir, "keys.properties"),
 		state:    filepath.Join(dir, "state.json"),
 		logPath:  filepath.Join(dir, "focus.log"),
-		model:    &model{byRoom: map[string]*cohort{}},
+		model:    &model{byRoom: map[string]*cohort{}, byEvent: map[string]*cohort{}},
 		removed:  map[string]map[int]int{},
 	}
 	t.Cleanup(func() {
@@ -686,13 +709,20 @@ func TestSoak(t *testing.T) {
 	go func() { defer ckWG.Done(); ck.probeProsody(ckCtx) }()
 
 	var load sync.WaitGroup
+	var done [][]*cohort // cohorts of each round, by round
 	for r := range rounds {
 		rb := begin.Add(time.Duration(r) * roundLen)
 		cohorts := first
 		if r > 0 {
 			cohorts = e.makeCohorts(r, rb, roundLen)
 		}
-		e.round(ctx, &load, r, begin, rb, roundLen, cohorts)
+		if r >= 2 {
+			// The load of round r-2 ended a round ago: stop watching its
+			// rooms, so the number of rooms stays steady on a long run.
+			e.retire(ctx, done[r-2])
+		}
+		late := e.round(ctx, &load, r, begin, rb, roundLen, cohorts)
+		done = append(done, append(cohorts, late))
 	}
 
 	load.Wait()
@@ -758,7 +788,11 @@ func (e *env) report(ck *checker, baseG, endG int, baseMem, endMem *runtime.MemS
 
 	var total simulate.Summary
 	var b strings.Builder
-	fmt.Fprintf(&b, "soak: %s, %d rooms, %d focus restart(s)\n", elapsed.Round(time.Second), len(e.model.byRoom), e.restarts)
+	rooms := 0
+	for _, c := range e.model.cohorts {
+		rooms += len(c.rooms)
+	}
+	fmt.Fprintf(&b, "soak: %s, %d rooms (%d watched at the end), %d focus restart(s)\n", elapsed.Round(time.Second), rooms, len(e.model.byRoom), e.restarts)
 	fmt.Fprintf(&b, "%-8s %-9s %-8s %8s %8s %8s %8s %8s %8s %8s\n", "cohort", "key", "form", "started", "admitted", "refused", "joined", "removed", "intrud", "errors")
 	for _, c := range e.model.cohorts {
 		s := c.summary
