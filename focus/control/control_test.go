@@ -229,6 +229,15 @@ func TestActions(t *testing.T) {
 		{"end unknown room", func(c *Client) error {
 			return c.EndRoom(context.Background(), "nope@conference.meet.example", "")
 		}, `no room "nope@conference.meet.example"`, "end nope@conference.meet.example "},
+		{"end a room-prefix room as the focus shows it", func(c *Client) error {
+			return c.EndRoom(context.Background(), "[key 1a2b3c4d]=standup@conference.meet.example", "over")
+		}, `no room "[key 1a2b3c4d]=standup@conference.meet.example"`, "end [key 1a2b3c4d]=standup@conference.meet.example over"},
+		{"remove from a room-prefix room as the focus shows it", func(c *Client) error {
+			return c.RemoveMember(context.Background(), "[key 1a2b3c4d]=standup@conference.meet.example", "alice", "")
+		}, `no member "alice"`, "remove [key 1a2b3c4d]=standup@conference.meet.example alice "},
+		{"end a room with a malformed key mark", func(c *Client) error {
+			return c.EndRoom(context.Background(), "[key 1a2b]=standup@conference.meet.example", "")
+		}, "is not a room", ""},
 		{"end a room that is not a JID", func(c *Client) error {
 			return c.EndRoom(context.Background(), " 0000", "")
 		}, "is not a room", ""},

@@ -274,11 +274,19 @@ func (s *Server) maskRoom(room string) string {
 }
 
 // checkRoom accepts a bare room JID (local@domain): no resource, no spaces
-// or control characters, which no room JID has.
+// or control characters, which no room JID has. A room in the room-prefix
+// form is named as the focus shows it in its State and events, its key
+// replaced by "[key FINGERPRINT]" (focus.Focus.RemoveMember accepts that).
 func checkRoom(room string) error {
 	local, domain, ok := strings.Cut(room, "@")
+	if rest, masked := strings.CutPrefix(local, "[key "); masked {
+		fp, after, closed := strings.Cut(rest, "]")
+		if closed && len(fp) == 8 && strings.Trim(fp, "0123456789abcdef") == "" && after != "" {
+			local = "k" + after // the fingerprint, then the separator and the name
+		}
+	}
 	if !ok || local == "" || domain == "" || strings.Contains(room, "/") ||
-		strings.IndexFunc(room, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		strings.IndexFunc(local+"@"+domain, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
 		return fmt.Errorf("%q is not a room: want the bare room JID, e.g. standup@conference.meet.example", room)
 	}
 	return nil
