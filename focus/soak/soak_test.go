@@ -510,8 +510,6 @@ func (e *env) makeCohorts(r int, rb time.Time, length time.Duration) []*cohort {
 	return cs
 }
 
-// round runs the fault schedule once over [rb, rb+length) with the cohorts
-// of that round, whose load runners stop at the round's end.
 // retire stops checking the rooms of cohorts whose load is over: the checker
 // forgets them and the observer leaves them (the focus then ends them).
 func (e *env) retire(ctx context.Context, cs []*cohort) {
@@ -530,6 +528,9 @@ func (e *env) retire(ctx context.Context, cs []*cohort) {
 	e.obs.dropRooms(ctx, rooms...)
 }
 
+// round runs the fault schedule once over [rb, rb+length) with the cohorts
+// of that round, whose load runners stop at the round's end. It returns the
+// cohort it added midway.
 func (e *env) round(ctx context.Context, load *sync.WaitGroup, r int, begin, rb time.Time, length time.Duration, initial []*cohort) (late *cohort) {
 	t := e.t
 	srv := e.srv
