@@ -34,6 +34,10 @@ type Client struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
+	// wmu serialises requests on the connection; mu is never held across
+	// network I/O, so a slow write never stalls the reading of events.
+	wmu sync.Mutex
+
 	mu      sync.Mutex
 	conn    net.Conn
 	enc     *json.Encoder
@@ -270,13 +274,16 @@ func (c *Client) do(ctx context.Context, m message) error {
 	c.nextID++
 	m.ID = c.nextID
 	c.pending[m.ID] = ch
-	c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	err := c.enc.Encode(&m)
-	if err != nil {
-		delete(c.pending, m.ID)
-	}
+	conn, enc := c.conn, c.enc
 	c.mu.Unlock()
+	c.wmu.Lock()
+	conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	err := enc.Encode(&m)
+	c.wmu.Unlock()
 	if err != nil {
+		c.mu.Lock()
+		delete(c.pending, m.ID)
+		c.mu.Unlock()
 		return fmt.Errorf("control socket: sending %s: %w", m.Type, err)
 	}
 	select {
