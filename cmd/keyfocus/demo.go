@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -83,6 +84,11 @@ func (c *demoCommand) Run(ctx context.Context, args []string) (err error) {
 	if c.rate <= 0 {
 		return usageError("--rate must be positive")
 	}
+	if c.dir != "" {
+		if err := checkDemoKeyFile(filepath.Join(c.dir, "keys.properties")); err != nil {
+			return err
+		}
+	}
 	if _, err := exec.LookPath(c.prosody); err != nil {
 		fmt.Fprintln(c.env.Stderr, installHint)
 		return &exitError{code: 1}
@@ -102,6 +108,7 @@ func (c *demoCommand) Run(ctx context.Context, args []string) (err error) {
 	} else if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
+	keyPath := filepath.Join(dir, "keys.properties")
 	logPath := filepath.Join(dir, "keyfocus.log")
 	log, closeLog, err := openLogFile(logPath, slog.LevelInfo)
 	if err != nil {
@@ -126,7 +133,6 @@ func (c *demoCommand) Run(ctx context.Context, args []string) (err error) {
 	}
 	defer srv.Stop()
 
-	keyPath := filepath.Join(dir, "keys.properties")
 	demoKeys, err := writeDemoKeys(keyPath, log)
 	if err != nil {
 		return err
@@ -189,10 +195,30 @@ type demoKey struct {
 	key  string
 }
 
+// demoKeysHeader is the first line of the demo's key file.
+const demoKeysHeader = "# keyfocus demo keys (stored hashed; the demo's participants hold the keys)\n"
+
+// checkDemoKeyFile refuses a --dir whose keys.properties is not a demo's
+// (the demo rewrites that file): pointed at a real deployment's folder, it
+// would otherwise replace its keys.
+func checkDemoKeyFile(path string) error {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("demo key file: %w", err)
+	}
+	if !strings.HasPrefix(string(data), demoKeysHeader) {
+		return fmt.Errorf("%s is not a key file the demo wrote, and the demo would replace it: give --dir an empty folder (or one a demo used before)", path)
+	}
+	return nil
+}
+
 // writeDemoKeys creates the demo key file (keys stored hashed) and returns
 // the keys for the simulated participants. Nothing prints them.
 func writeDemoKeys(path string, log *slog.Logger) ([]demoKey, error) {
-	if err := os.WriteFile(path, []byte("# keyfocus demo keys (stored hashed; the demo's participants hold the keys)\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(demoKeysHeader), 0o600); err != nil {
 		return nil, err
 	}
 	store, err := keys.OpenWith(path, keys.Options{Logger: log})

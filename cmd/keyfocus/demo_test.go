@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -35,6 +38,40 @@ func TestDemoUsage(t *testing.T) {
 			}
 			if stdout.Len() != 0 {
 				t.Errorf("stdout not empty: %q", stdout.String())
+			}
+		})
+	}
+}
+
+// keyfocus demo --dir rewrites keys.properties there: it refuses a folder
+// whose key file some other keyfocus wrote, and leaves that file alone.
+func TestDemoDirKeepsForeignKeyFile(t *testing.T) {
+	tests := []struct {
+		name    string
+		content string // the key file already in --dir
+		code    int
+		inErr   string
+	}{
+		{"a deployment's key file", "admin123=TTND\n", 1, "is not a key file the demo wrote"},
+		{"an empty key file", "", 1, "is not a key file the demo wrote"},
+		{"a demo's key file", demoKeysHeader + "sha256:" + strings.Repeat("ab", 32) + "=Acme Corp\n", 1, "needs Prosody"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "keys.properties")
+			if err := os.WriteFile(path, []byte(tt.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var stderr bytes.Buffer
+			e := env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: &stderr, Getenv: func(string) string { return "" }}
+			// No Prosody: a folder that passes the check stops at the next step.
+			code := Main(context.Background(), []string{"demo", "--dir", dir, "--prosody", "no-such-prosody-binary"}, e)
+			if code != tt.code || !strings.Contains(stderr.String(), tt.inErr) {
+				t.Errorf("exit %d, want %d with %q; stderr:\n%s", code, tt.code, tt.inErr, stderr.String())
+			}
+			if got, err := os.ReadFile(path); err != nil || string(got) != tt.content {
+				t.Errorf("key file now %q (err %v), want it untouched", got, err)
 			}
 		})
 	}
