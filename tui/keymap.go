@@ -1,6 +1,8 @@
 package tui
 
 import (
+	"slices"
+
 	"github.com/charmbracelet/bubbles/key"
 )
 
@@ -54,6 +56,12 @@ func defaultNavKeys() navKeys {
 
 func (k navKeys) bindings() []key.Binding {
 	return []key.Binding{k.Up, k.Down, k.PageUp, k.PageDown, k.Home, k.End}
+}
+
+// bound reports whether the key string s is one of b's keys, enabled or not:
+// a disabled action still answers why it is disabled.
+func bound(s string, b key.Binding) bool {
+	return slices.Contains(b.Keys(), s)
 }
 
 // matchStr reports whether the key string s (tea.KeyMsg.String()) triggers b.

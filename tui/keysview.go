@@ -237,14 +237,12 @@ func (v *keysView) handleKey(msg tea.KeyMsg) tea.Cmd {
 	if v.tbl.nav(v.km.navKeys, k) {
 		return nil
 	}
-	if v.d.store == nil && (k == "a" || k == "e" || k == "d" || k == "r") {
+	edit := bound(k, v.km.Add) || bound(k, v.km.Edit) || bound(k, v.km.Revoke)
+	if v.d.store == nil && (edit || bound(k, v.km.Reload)) {
 		return flash("the key file is not available to this console: start it with --keys FILE", true)
 	}
-	switch k {
-	case "a", "e", "d":
-		if v.c.ReadOnly {
-			return flash("read-only console: key edits are disabled", true)
-		}
+	if edit && v.c.ReadOnly {
+		return flash("read-only console: key edits are disabled", true)
 	}
 	switch {
 	case matchStr(k, v.km.Add):

@@ -275,11 +275,11 @@ func (v *roomsView) handleKey(k string) tea.Cmd {
 		v.desc = !v.desc
 		v.built = false
 		v.Refresh()
-	case k == "x" || k == "X":
+	case bound(k, v.km.RemoveMember) || bound(k, v.km.EndRoom):
 		if v.c.ReadOnly {
 			return flash("read-only console: operator actions are disabled", true)
 		}
-		if k == "x" {
+		if bound(k, v.km.RemoveMember) {
 			return v.confirmRemoveMember()
 		}
 		return v.confirmEndRoom()
