@@ -106,10 +106,16 @@ func TestConsoleEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	logPath := filepath.Join(dir, "run.log")
+	// The secret goes in a file, as in production: tmux's own arguments
+	// (which ps shows) carry only its path.
+	secretPath := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secretPath, []byte(srv.Secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	c := &tmuxConsole{t: t, sock: filepath.Join(dir, "tmux.sock")}
 	c.tmux("-f", "/dev/null", "new-session", "-d", "-s", "kf", "-x", "120", "-y", "40",
-		"-e", "KEYFOCUS_SECRET="+srv.Secret, "-e", "TERM=xterm-256color",
+		"-e", "KEYFOCUS_SECRET_FILE="+secretPath, "-e", "TERM=xterm-256color",
 		bin, "run", "--xmpp-addr", srv.ComponentAddr, "--component", srv.Component, "--muc", srv.MUC,
 		"--keys", keyPath, "--log-file", logPath, "--http", "127.0.0.1:0")
 	t.Cleanup(func() { exec.Command("tmux", "-S", c.sock, "kill-server").Run() })
