@@ -224,7 +224,9 @@ type subHolder struct {
 	closed bool
 }
 
-func (h *subHolder) set(s *focus.Subscription) {
+// set makes s the current subscription; once the console is closed it
+// closes s instead and reports false.
+func (h *subHolder) set(s *focus.Subscription) bool {
 	h.mu.Lock()
 	closed := h.closed
 	if !closed {
@@ -234,6 +236,7 @@ func (h *subHolder) set(s *focus.Subscription) {
 	if closed {
 		s.Close()
 	}
+	return !closed
 }
 
 func (h *subHolder) isClosed() bool {
@@ -257,13 +260,19 @@ func (m *Model) Init() tea.Cmd {
 	return tea.Batch(m.watch(0), m.tick())
 }
 
+// watch takes a fresh State and subscription (after delay). The holder gets
+// the subscription at once, not when Update sees it: a program that has
+// ended drops the message, and Close must still end the subscription.
 func (m *Model) watch(delay time.Duration) tea.Cmd {
-	src, buf := m.opts.Source, m.opts.Buffer
+	src, buf, subs := m.opts.Source, m.opts.Buffer, m.subs
 	return func() tea.Msg {
 		if delay > 0 {
 			time.Sleep(delay)
 		}
 		st, sub := src.Watch(buf)
+		if !subs.set(sub) {
+			return nil // the console was closed meanwhile
+		}
 		return watchedMsg{st: st, sub: sub}
 	}
 }
@@ -331,7 +340,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			m.sub.Close()
 		}
 		m.sub = msg.sub
-		m.subs.set(msg.sub)
+		m.subs.set(msg.sub) // watch registered it already; again for a watchedMsg made elsewhere
 		m.d.st = live.New(msg.st, m.opts.KeySeparator)
 		// A new state starts its versions over: rebuild every view's rows.
 		m.rooms.built, m.rejected.built = false, false

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -596,5 +597,46 @@ func TestRewatchRebuildsRows(t *testing.T) {
 	f.run(t, nil)
 	if got := roomNames(f); !slices.Contains(got, "late@conference.meet.example") {
 		t.Errorf("rooms after the re-watch: %v", got)
+	}
+}
+
+// subsSource records the subscriptions the console takes.
+type subsSource struct {
+	*testSource
+	mu   sync.Mutex
+	subs []*focus.Subscription
+}
+
+func (s *subsSource) Watch(buffer int) (focus.State, *focus.Subscription) {
+	st, sub := s.testSource.Watch(buffer)
+	s.mu.Lock()
+	s.subs = append(s.subs, sub)
+	s.mu.Unlock()
+	return st, sub
+}
+
+// A watch that completes after Close (the program has ended and drops its
+// message; an ssh session went away during a resync) leaves no
+// subscription on the focus's bus.
+func TestWatchAfterCloseLeavesNoSubscription(t *testing.T) {
+	src := &subsSource{testSource: newTestSource(focus.State{})}
+	m := New(Options{Source: src})
+	cmd := m.watch(0)
+	m.Close()
+	if msg := cmd(); msg != nil {
+		t.Errorf("watch after Close returned %T, want nothing", msg)
+	}
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if len(src.subs) != 1 {
+		t.Fatalf("%d subscriptions taken, want 1", len(src.subs))
+	}
+	select {
+	case _, ok := <-src.subs[0].C:
+		if ok {
+			t.Error("the subscription delivers events")
+		}
+	default:
+		t.Error("the subscription is still open")
 	}
 }
