@@ -83,6 +83,7 @@ func (a *Auditor) Run(ctx context.Context, src focus.Source) error {
 	var refusedN, suppressed int
 	keysPath := CanonicalPath(a.KeysPath)
 	fw := startFollowing(a.Log.Path())
+	fw.only = []byte(`"key_`) // key_added/edited/revoked: the claims of tools, not our own records
 	var base *keys.Snapshot
 	if a.Snapshot != nil {
 		base = a.Snapshot()
@@ -303,6 +304,9 @@ func (a *Auditor) Run(ctx context.Context, src focus.Source) error {
 			reconcile(time.Now(), false)
 			write()
 		case <-flush.C:
+			// Follow the file as it grows, so that a key change after a
+			// long quiet time does not read everything appended since.
+			readClaims(time.Now())
 		}
 		if suppressed > 0 && time.Now().Unix() != refusedSec {
 			batch = append(batch, Record{Event: RefusalsSuppressed, Count: suppressed,

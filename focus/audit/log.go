@@ -290,13 +290,17 @@ func parseLast(data []byte, n int) []Record {
 	return recs
 }
 
-func parseLines(data []byte) []Record {
+func parseLines(data []byte) []Record { return parseLinesWith(data, nil) }
+
+// parseLinesWith parses only the lines that contain only (all lines if nil):
+// a cheap filter before the JSON decoding.
+func parseLinesWith(data, only []byte) []Record {
 	var recs []Record
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 4096), maxLine)
 	for sc.Scan() {
 		line := sc.Bytes()
-		if len(bytes.TrimSpace(line)) == 0 {
+		if len(bytes.TrimSpace(line)) == 0 || only != nil && !bytes.Contains(line, only) {
 			continue
 		}
 		var r Record
@@ -311,6 +315,8 @@ func parseLines(data []byte) []Record {
 type follower struct {
 	path string
 	off  int64
+	// only, if set, limits the records returned to lines containing it.
+	only []byte
 }
 
 // startFollowing returns a follower positioned at the current end of path.
@@ -356,5 +362,5 @@ func (fw *follower) next() ([]Record, error) {
 		return nil, nil
 	}
 	fw.off += int64(end + 1)
-	return parseLines(b[:end+1]), nil
+	return parseLinesWith(b[:end+1], fw.only), nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -267,5 +268,35 @@ func TestFollowerReadsOnlyCompleteNewLines(t *testing.T) {
 	recs, _ = fw.next()
 	if len(recs) != 1 || recs[0].Count != 4 {
 		t.Fatalf("after truncate got %+v", recs)
+	}
+}
+
+// A follower with only set returns just the lines that contain it (the
+// Auditor follows the file for key changes among its own records).
+func TestFollowerOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	fw := startFollowing(path)
+	fw.only = []byte(`"key_`)
+	if err := Append(path,
+		Record{Event: Admitted, Room: "r@conference.meet.example", Count: 1},
+		Record{Event: KeyAdded, Fingerprint: "1a2b3c4d", Count: 2},
+		Record{Event: Refused, Nick: "key_", Count: 3}, // matches, not a key event: the caller filters by Event
+		Record{Event: KeyRevoked, Fingerprint: "1a2b3c4d", Count: 4},
+	); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := fw.next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for _, r := range recs {
+		got = append(got, r.Count)
+	}
+	if !slices.Equal(got, []int{2, 3, 4}) {
+		t.Fatalf("records %v, want counts [2 3 4]", got)
+	}
+	if recs, _ := fw.next(); len(recs) != 0 {
+		t.Fatalf("read again: %+v", recs)
 	}
 }
