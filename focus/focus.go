@@ -347,7 +347,14 @@ func errString(err error) string {
 
 func ptr[T any](v T) *T { return &v }
 
-// onConnected makes c the current connection and re-joins every managed room.
+// rejoinInFlight is how many rooms are re-joined at a time after a
+// (re)connect. Each room's join, configuration and re-grants queue in
+// Prosody's single thread; bounding the rooms in flight bounds what a
+// revocation, written on its own, can find ahead of it.
+const rejoinInFlight = 4
+
+// onConnected makes c the current connection, sends the removals that waited
+// for it, and then re-joins every managed room, a few at a time.
 func (f *Focus) onConnected(c *conn) {
 	f.mu.Lock()
 	f.conn = c
@@ -364,14 +371,40 @@ func (f *Focus) onConnected(c *conn) {
 		rooms = append(rooms, r)
 		f.creating.Add(1)
 	}
-	f.mu.Unlock()
-	for _, r := range rooms {
-		go f.setupRoom(c, r, false)
-	}
-	f.mu.Lock()
+	// Revocations from while the focus was away go first, in a write of
+	// their own, ahead of every room's re-join: Prosody takes the change
+	// of affiliation from the admin without the focus in the room.
+	_, removals := f.enforceCollectLocked("revocation")
 	rederive := f.rederive
 	f.rederive = false
 	f.mu.Unlock()
+	if len(removals) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := c.send(ctx, removals...); err != nil {
+			f.log.Warn("sending revocations failed; they are applied again after the reconnect", "err", err)
+		}
+		cancel()
+	}
+	go func() {
+		sem := make(chan struct{}, rejoinInFlight)
+		for i, r := range rooms {
+			sem <- struct{}{}
+			f.mu.Lock()
+			current := f.conn == c
+			f.mu.Unlock()
+			if !current {
+				// This connection is gone; the next one re-joins them.
+				for range rooms[i:] {
+					f.creating.Done()
+				}
+				return
+			}
+			go func() {
+				defer func() { <-sem }()
+				f.setupRoom(c, r, false)
+			}()
+		}
+	}()
 	if rederive {
 		go f.rediscover(c)
 	}

@@ -10,7 +10,9 @@ import (
 // re-join and records members the focus has no admission for: people
 // admitted before a state file was lost. Their key is unknown, so a key
 // revocation cannot find them; they show without a fingerprint and get one
-// again when they next ask for the conference.
+// again when they next ask for the conference. Members the focus removed
+// itself (room.revoked) are never taken back, even when the list was read
+// while their removal was still on its way.
 func (f *Focus) resync(c *conn, r *room) {
 	q := newEl("", "iq", "type", "get", "from", f.cfg.Component+"/"+Nick, "to", r.jid).Add(
 		newEl(nsMUCAdmin, "query").Add(newEl("", "item", "affiliation", "member")))
@@ -30,13 +32,23 @@ func (f *Focus) resync(c *conn, r *room) {
 	}
 	now := f.now()
 	var unknown []string
+	skipped := 0
 	for _, it := range res.Child(nsMUCAdmin, "query").All("", "item") {
 		bare := strings.ToLower(it.Get("jid"))
 		if bare == "" || strings.ContainsRune(bare, '/') || r.admitted[bare] != nil {
 			continue
 		}
+		if r.recentlyRevoked(bare, now) {
+			// Revoked since the list was asked for, or its removal was still
+			// on its way to Prosody: not an unknown member, a removed one.
+			skipped++
+			continue
+		}
 		r.admitted[bare] = &admission{JID: bare, Time: now, joined: true}
 		unknown = append(unknown, bare)
+	}
+	if skipped > 0 {
+		f.log.Debug("member list still held members the focus has just removed; not taken back", "room", f.logRoom(r.jid), "members", skipped)
 	}
 	if len(unknown) > 0 {
 		f.markDirty()

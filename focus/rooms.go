@@ -35,11 +35,51 @@ type room struct {
 	admitted map[string]*admission // by bare JID
 	removing map[string]removal    // nicks we are removing, by nick
 	stale    map[string]bool       // members not yet seen again after a rejoin
+	revoked  map[string]time.Time  // bare JIDs whose membership the focus removed, when (bounded, see noteRevoked)
 	timer    *time.Timer           // empty-room grace
 	ending   bool
 }
 
 type removal struct{ actor, reason string }
+
+// Bounds of room.revoked: a removal is remembered long enough for any re-join
+// and member-list read in flight to be over, and a room remembers at most
+// maxRevoked of them (the oldest go first).
+const (
+	revokedTTL = 10 * time.Minute
+	maxRevoked = 1024
+)
+
+// noteRevoked remembers that bare's membership was just removed, so a member
+// list read or a grant written around the same time cannot bring it back.
+func (r *room) noteRevoked(bare string, now time.Time) {
+	if r.revoked == nil {
+		r.revoked = make(map[string]time.Time)
+	}
+	if len(r.revoked) >= maxRevoked {
+		oldest, ot := "", time.Time{}
+		for b, t := range r.revoked {
+			if now.Sub(t) > revokedTTL {
+				delete(r.revoked, b)
+				continue
+			}
+			if oldest == "" || t.Before(ot) {
+				oldest, ot = b, t
+			}
+		}
+		if len(r.revoked) >= maxRevoked {
+			delete(r.revoked, oldest)
+		}
+	}
+	r.revoked[bare] = now
+}
+
+// recentlyRevoked reports whether bare's membership was removed by the focus
+// within revokedTTL.
+func (r *room) recentlyRevoked(bare string, now time.Time) bool {
+	t, ok := r.revoked[bare]
+	return ok && now.Sub(t) <= revokedTTL
+}
 
 func newRoom(jid, local string, now time.Time) *room {
 	return &room{
@@ -171,6 +211,7 @@ func (f *Focus) setupRoom(c *conn, r *room, fresh bool) {
 	cfg := f.configIQ(r)
 	out = append(out, cfg)
 	var grants []*xmppEl
+	granted := make(map[string]*admission)
 	for bare, a := range r.admitted {
 		if a.KeyID != "" {
 			if e := snap.ByID(a.KeyID); e == nil || e.Expired(now) || !e.AllowsRoom(a.Scope) {
@@ -180,6 +221,7 @@ func (f *Focus) setupRoom(c *conn, r *room, fresh bool) {
 		g := f.affiliationIQ(r, bare, "member", "")
 		f.logIQResult(c, g, "re-granting membership", "room", f.logRoom(r.jid), "jid", bare)
 		grants = append(grants, g)
+		granted[bare] = a
 	}
 	waiters := r.waiters
 	r.waiters = nil
@@ -197,6 +239,7 @@ func (f *Focus) setupRoom(c *conn, r *room, fresh bool) {
 			g := f.affiliationIQ(r, w.adm.JID, "member", "")
 			c.track(g, func(_ *xmppEl, err error) { ch <- err })
 			grants = append(grants, g)
+			granted[w.adm.JID] = w.adm
 		}
 		wgs = append(wgs, wg{w, ch})
 	}
@@ -235,7 +278,10 @@ func (f *Focus) setupRoom(c *conn, r *room, fresh bool) {
 	}
 
 	f.mu.Lock()
-	var replies []*xmppEl
+	// A revocation decided while these grants were on their way went out in
+	// its own write, possibly ahead of them: remove those memberships again,
+	// now that the grants are behind us on the wire.
+	replies := f.reRevokeLocked(c, r, granted)
 	for _, w := range refused {
 		if r.admitted[w.adm.JID] == w.adm {
 			delete(r.admitted, w.adm.JID)
@@ -306,7 +352,18 @@ func (f *Focus) grantAndReplyLocked(c *conn, r *room, w *pendingReq) []*xmppEl {
 		g := f.affiliationIQ(r, w.adm.JID, "member", "")
 		adm := w.adm
 		c.track(g, func(_ *xmppEl, err error) {
-			if err == nil || err == errDisconnected {
+			if err == errDisconnected {
+				return
+			}
+			if err == nil {
+				// A revocation written while the grant was under way may
+				// have reached Prosody first: remove the membership again.
+				f.mu.Lock()
+				again := f.reRevokeLocked(c, r, map[string]*admission{adm.JID: adm})
+				f.mu.Unlock()
+				if len(again) > 0 {
+					go func() { _ = c.send(context.Background(), again...) }()
+				}
 				return
 			}
 			// Fails closed: without the grant Prosody refuses the join.
@@ -326,6 +383,26 @@ func (f *Focus) grantAndReplyLocked(c *conn, r *room, w *pendingReq) []*xmppEl {
 		f.markDirty()
 	}
 	out = append(out, f.admittedLocked(r, w))
+	return out
+}
+
+// reRevokeLocked returns an affiliation change to none for every bare JID in
+// granted that has no admission any more because the focus revoked it: the
+// grant was built before the revocation, and the revocation, sent in its own
+// immediate write, may have reached Prosody before the grant. Sent after the
+// grant has been written, the removal is last on the wire and stands.
+func (f *Focus) reRevokeLocked(c *conn, r *room, granted map[string]*admission) []*xmppEl {
+	now := f.now()
+	var out []*xmppEl
+	for bare := range granted {
+		if r.admitted[bare] != nil || !r.recentlyRevoked(bare, now) {
+			continue
+		}
+		f.log.Info("removing membership again: a grant written around its revocation", "room", f.logRoom(r.jid), "jid", bare)
+		aff := f.affiliationIQ(r, bare, "none", "Your client key is no longer valid")
+		f.logIQResult(c, aff, "removing membership", "room", f.logRoom(r.jid), "jid", bare)
+		out = append(out, aff)
+	}
 	return out
 }
 
@@ -429,8 +506,17 @@ func (f *Focus) handlePresence(c *conn, el *xmppEl) {
 				f.log.Debug("room created", "room", f.logRoom(r.jid))
 			}
 			for nick := range r.stale {
-				if m := r.members[nick]; m != nil {
-					delete(r.members, nick)
+				m := r.members[nick]
+				if m == nil {
+					continue
+				}
+				delete(r.members, nick)
+				if rm, ok := r.removing[nick]; ok {
+					// Revoked while the focus was away from the room: the
+					// change to none took them out before it came back.
+					delete(r.removing, nick)
+					f.publishLocked(Event{Kind: EvMemberRemoved, Room: r.jid, Member: m, Reason: rm.reason, Actor: rm.actor})
+				} else {
 					f.publishLocked(Event{Kind: EvMemberLeft, Room: r.jid, Member: m, Reason: "lost"})
 				}
 			}
@@ -494,8 +580,31 @@ func (f *Focus) handlePresence(c *conn, el *xmppEl) {
 // enforceLocked re-checks every admission against the snapshot in force and
 // removes everyone whose key is gone, expired or no longer allowed in that
 // room; rooms left with only the focus are ended. It also arms the timer of
-// the next expiry.
+// the next expiry. The removals go out in their own write, at once.
 func (f *Focus) enforceLocked(actor string) {
+	c, out := f.enforceCollectLocked(actor)
+	if len(out) > 0 && c != nil {
+		go func() {
+			if err := c.send(context.Background(), out...); err != nil {
+				f.log.Warn("sending revocations failed; they are applied again after the reconnect", "err", err)
+			}
+		}()
+	}
+}
+
+// enforceCollectLocked is enforceLocked without the write: it returns the
+// connection and the stanzas to send on it.
+//
+// A removal never waits for its room to be ready (joined and configured on
+// the current connection): Prosody checks affiliation changes by bare JID
+// and the component is a MUC admin, so the change to none is accepted from
+// outside the room, and in a members-only room it takes the occupant out at
+// once (status 321). The kick with a reason (status 307, which clients
+// show) must come from the focus's occupant, so it goes along only where the
+// focus is in the room and the member was seen there on this connection.
+// Only while disconnected do removals wait: the admission is kept and
+// enforcement looks again shortly.
+func (f *Focus) enforceCollectLocked(actor string) (*conn, []*xmppEl) {
 	snap := f.snap
 	now := f.now()
 	c := f.conn
@@ -520,11 +629,10 @@ func (f *Focus) enforceLocked(actor string) {
 				}
 				continue
 			}
-			if c == nil || !r.ready {
-				// Not connected, or the room is being joined again: Prosody
-				// still holds this membership (a key revoked while the focus
-				// was down or away). Keep the admission and look again
-				// shortly, so the removal goes out once the room is ready.
+			if c == nil {
+				// Not connected: Prosody still holds this membership (a key
+				// revoked while the focus is down). Keep the admission and
+				// look again shortly, so the removal goes out on connecting.
 				retry = true
 				continue
 			}
@@ -532,12 +640,16 @@ func (f *Focus) enforceLocked(actor string) {
 				who = "revocation" // a retry of a revocation runs on the expiry timer
 			}
 			delete(r.admitted, bare)
+			r.noteRevoked(bare, now)
 			f.markDirty()
 			removedAny = true
-			f.log.Info("revoking membership", "room", f.logRoom(r.jid), "jid", bare, "fingerprint", a.Fingerprint, "client", a.Client, "reason", why)
+			f.log.Info("revoking membership", "room", f.logRoom(r.jid), "jid", bare, "fingerprint", a.Fingerprint, "client", a.Client, "reason", why, "room_ready", r.ready)
 			for nick, m := range r.members {
-				if bareOf(m.JID) == bare {
-					r.removing[nick] = removal{actor: who, reason: why}
+				if bareOf(m.JID) != bare {
+					continue
+				}
+				r.removing[nick] = removal{actor: who, reason: why}
+				if r.joined && !r.stale[nick] {
 					k := f.kickIQ(r, nick, why)
 					f.logIQResult(c, k, "kicking", "room", f.logRoom(r.jid), "nick", nick)
 					roomOut = append(roomOut, k)
@@ -547,7 +659,7 @@ func (f *Focus) enforceLocked(actor string) {
 			f.logIQResult(c, aff, "removing membership", "room", f.logRoom(r.jid), "jid", bare)
 			roomOut = append(roomOut, aff)
 		}
-		if removedAny && c != nil && r.ready {
+		if removedAny && r.ready {
 			left := 0
 			for nick := range r.members {
 				if _, going := r.removing[nick]; !going {
@@ -568,13 +680,7 @@ func (f *Focus) enforceLocked(actor string) {
 	if retry {
 		f.armExpiryLocked(now.Add(250 * time.Millisecond))
 	}
-	if len(out) > 0 && c != nil {
-		go func() {
-			if err := c.send(context.Background(), out...); err != nil {
-				f.log.Warn("sending revocations failed; they are applied again after the reconnect", "err", err)
-			}
-		}()
-	}
+	return c, out
 }
 
 // armExpiryLocked makes sure enforcement runs again at t (zero: never), unless
