@@ -353,6 +353,13 @@ func (v *keysView) View() string {
 	if v.form != nil {
 		return v.form.View(v.width)
 	}
+	if v.d.snap == nil && v.d.store != nil {
+		msg := "the key file " + v.d.store.Path() + " is not loaded in this console"
+		if v.d.storeErr != "" {
+			msg += ": " + v.d.storeErr
+		}
+		return st.Dim.Render(wrap(msg+". Once it is fixed (keyfocus keys check lists the problems), the console reads it on the focus's next reload, or press r.", v.width))
+	}
 	if v.d.snap == nil {
 		msg := "the key file is not available to this console"
 		if v.d.storeErr != "" {

@@ -257,6 +257,10 @@ func (h *subHolder) close() {
 
 // Init starts watching the focus and the clock.
 func (m *Model) Init() tea.Cmd {
+	if m.d.store != nil && m.d.snap == nil {
+		// A store that could not read its file yet: try now, and say why.
+		return tea.Batch(m.watch(0), m.tick(), reloadStore(m.d.store))
+	}
 	return tea.Batch(m.watch(0), m.tick())
 }
 

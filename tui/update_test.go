@@ -640,3 +640,53 @@ func TestWatchAfterCloseLeavesNoSubscription(t *testing.T) {
 		t.Error("the subscription is still open")
 	}
 }
+
+// lateStore is a key store that cannot read its file until ready (the
+// console started while the key file did not parse).
+type lateStore struct {
+	KeyStore
+	mu    sync.Mutex
+	ready bool
+}
+
+func (s *lateStore) isReady() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ready
+}
+
+func (s *lateStore) Snapshot() *keys.Snapshot {
+	if !s.isReady() {
+		return nil
+	}
+	return s.KeyStore.Snapshot()
+}
+
+func (s *lateStore) Reload() keys.Update {
+	if !s.isReady() {
+		return keys.Update{Err: errors.New("keys.properties:2: expires: late-store error")}
+	}
+	return s.KeyStore.Reload()
+}
+
+// A console whose key store could not read the file at start says why, and
+// shows the keys once the store can read it (here on the reload key).
+func TestKeysViewStoreReadLater(t *testing.T) {
+	f := newFixture(t, Options{})
+	late := &lateStore{KeyStore: f.store}
+	f.m = New(Options{Source: f.src, Store: late, Renderer: asciiRenderer(), Now: func() time.Time { return t0 },
+		Location: time.UTC, Logger: discardLogger(), Copy: func(string) error { return nil }})
+	f.startSync(t, 100, 30)
+	f.run(t, f.m.Init())
+	f.press(t, "3")
+	if v := f.m.View(); !strings.Contains(v, "is not loaded") || !strings.Contains(v, "late-store error") {
+		t.Fatalf("Keys view before the file reads:\n%s", v)
+	}
+	late.mu.Lock()
+	late.ready = true
+	late.mu.Unlock()
+	f.press(t, "r")
+	if v := f.m.View(); !strings.Contains(v, "Acme Corp") || strings.Contains(v, "not loaded") {
+		t.Fatalf("Keys view after the reload:\n%s", v)
+	}
+}

@@ -98,9 +98,11 @@ func (c *attachCommand) Run(ctx context.Context, args []string) error {
 		path = st.Store.Path
 	}
 	var store tui.KeyStore
-	if s, err := openConsoleStore(path, log); err != nil {
-		log.Warn("attach: key file not available to the console", "err", err)
-	} else {
+	if path != "" {
+		s, err := newConsoleStore(path, log)
+		if err != nil {
+			log.Warn("attach: key file not available to the console (yet)", "err", err)
+		}
 		store = s
 	}
 	store, src, closeAudit, err := consoleAudit(c.audit, store, client)

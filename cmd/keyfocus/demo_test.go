@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keyfocus/keyfocus/keys"
 )
 
 func TestDemoUsage(t *testing.T) {
@@ -110,5 +113,53 @@ func TestDefaultLogFile(t *testing.T) {
 	}
 	if got := defaultLogFile(get(map[string]string{"HOME": "/h"}), "attach"); got != "/h/.local/state/keyfocus/attach.log" {
 		t.Errorf("with HOME: %s", got)
+	}
+}
+
+// The console's key store opens a key file that is missing or broken when
+// the console starts once it is fixed, without a restart (attach, ssh).
+func TestConsoleStoreOpensLater(t *testing.T) {
+	tests := []struct {
+		name  string
+		start func(t *testing.T, path string) // the file at console start
+		want  string                          // in the first error
+	}{
+		{"does not parse", func(t *testing.T, path string) {
+			if err := os.WriteFile(path, []byte("a=A\nb=B; expires=soon\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, ":2: expires"},
+		{"missing", func(*testing.T, string) {}, "no such file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "keys.properties")
+			tt.start(t, path)
+			cs, err := newConsoleStore(path, slog.New(slog.DiscardHandler))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("open: err %v, want %q", err, tt.want)
+			}
+			if cs.Snapshot() != nil {
+				t.Error("a snapshot before the file reads")
+			}
+			if u := cs.Reload(); u.Err == nil || u.Snapshot != nil {
+				t.Errorf("reload of the bad file: %+v", u)
+			}
+			if _, _, err := cs.Add(keys.Spec{Name: "X"}); err == nil {
+				t.Error("add to the bad file succeeded")
+			}
+			if err := os.WriteFile(path, []byte("a=A\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if u := cs.Reload(); u.Err != nil || u.Snapshot.Len() != 1 {
+				t.Fatalf("reload of the fixed file: err %v, %d keys", u.Err, u.Snapshot.Len())
+			}
+			if _, e, err := cs.Add(keys.Spec{Name: "X"}); err != nil || e.Line != 2 {
+				t.Fatalf("add after the fix: %v (entry %+v)", err, e)
+			}
+			if got := cs.Snapshot().Len(); got != 2 {
+				t.Errorf("%d keys after the add, want 2", got)
+			}
+		})
 	}
 }

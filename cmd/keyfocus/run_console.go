@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/x/term"
@@ -84,7 +85,7 @@ func runProgram(ctx context.Context, m tea.Model, e env) error {
 // openConsoleStore opens the console's own key store on path: not the Store
 // the focus watches, so that the console's edits reach the focus as file
 // changes, like any other edit. A missing file is not created here (the
-// focus creates it); the console then runs without the Keys view's edits.
+// focus creates it); consoleStore tries again later.
 func openConsoleStore(path string, log *slog.Logger) (*keys.Store, error) {
 	if path == "" {
 		return nil, errors.New("no key file known: pass --keys FILE")
@@ -95,16 +96,99 @@ func openConsoleStore(path string, log *slog.Logger) (*keys.Store, error) {
 	return keys.OpenWith(path, keys.Options{Logger: log})
 }
 
+// consoleStore is a console's key store, opened on first use and, until it
+// opens, again on every use: a key file that is missing or does not parse
+// when the console starts is picked up once it is fixed (on the focus's next
+// reload, or the Keys view's reload key), without restarting the console.
+// It has the methods of tui.KeyStore and audit.KeyEditor.
+type consoleStore struct {
+	path string
+	log  *slog.Logger
+
+	mu sync.Mutex // held while opening
+	s  *keys.Store
+}
+
+// newConsoleStore makes the console's store on path and tries to open it
+// now; the error says why the Keys view starts empty.
+func newConsoleStore(path string, log *slog.Logger) (*consoleStore, error) {
+	c := &consoleStore{path: filepath.Clean(path), log: log}
+	_, err := c.open()
+	return c, err
+}
+
+func (c *consoleStore) open() (*keys.Store, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.s == nil {
+		s, err := openConsoleStore(c.path, c.log)
+		if err != nil {
+			return nil, err
+		}
+		c.s = s
+	}
+	return c.s, nil
+}
+
+func (c *consoleStore) opened() *keys.Store {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.s
+}
+
+func (c *consoleStore) Path() string { return c.path }
+
+func (c *consoleStore) Snapshot() *keys.Snapshot {
+	if s := c.opened(); s != nil {
+		return s.Snapshot()
+	}
+	return nil
+}
+
+func (c *consoleStore) Reload() keys.Update {
+	if s := c.opened(); s != nil {
+		return s.Reload()
+	}
+	s, err := c.open()
+	if err != nil {
+		return keys.Update{Err: err}
+	}
+	return keys.Update{Snapshot: s.Snapshot()}
+}
+
+func (c *consoleStore) Add(spec keys.Spec) (string, *keys.Entry, error) {
+	s, err := c.open()
+	if err != nil {
+		return "", nil, err
+	}
+	return s.Add(spec)
+}
+
+func (c *consoleStore) Edit(id string, spec keys.Spec) (*keys.Entry, error) {
+	s, err := c.open()
+	if err != nil {
+		return nil, err
+	}
+	return s.Edit(id, spec)
+}
+
+func (c *consoleStore) Revoke(id string) (*keys.Entry, error) {
+	s, err := c.open()
+	if err != nil {
+		return nil, err
+	}
+	return s.Revoke(id)
+}
+
 // console runs the console of `keyfocus run` on f until the operator quits
 // (then stop ends the focus) or ctx ends.
 func (c *runCommand) console(ctx context.Context, log *slog.Logger, f *focus.Focus, stop func()) error {
 	defer stop()
-	var store tui.KeyStore
-	if s, err := openConsoleStore(c.keysPath, log); err != nil {
-		log.Error("console: key file not available to the console", "err", err)
-	} else {
-		store = c.ops.auditedConsoleStore(s) // edits on record with the local user (--audit)
+	s, err := newConsoleStore(c.keysPath, log)
+	if err != nil {
+		log.Error("console: key file not available to the console (yet)", "err", err)
 	}
+	store := c.ops.auditedConsoleStore(s) // edits on record with the local user (--audit)
 	m := tui.New(tui.Options{
 		Source: c.ops.auditedSource(f), Store: store, ReadOnly: c.readonly, Component: c.component,
 		Mode: tui.ModeRun, KeySeparator: c.roomKeySeparator, Logger: log, Mouse: true, AuditTail: auditTail(c.ops.audit),

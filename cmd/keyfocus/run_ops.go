@@ -177,19 +177,18 @@ func (o *opsFlags) startSSH(ctx context.Context, g *errgroup.Group, c *runComman
 // file (edits reach the focus through the watch, like any edit), recorded in
 // the audit log with the session's key; read-only for viewer keys.
 func (o *opsFlags) sshConsole(s sshconsole.Session, c *runCommand, log *slog.Logger) tea.Model {
-	var store tui.KeyStore
-	if ks, err := openConsoleStore(c.keysPath, log); err != nil {
-		log.Error("ssh console: key file not available to the console", "err", err)
-	} else {
-		var ed audit.KeyEditor = ks
-		if o.auditLog != nil {
-			ed = audit.AuditedStore(ed, o.auditLog, s.Actor, audit.ViaSSH)
-		}
-		if s.ReadOnly {
-			ed = audit.ReadOnlyStore(ed)
-		}
-		store = ed
+	ks, err := newConsoleStore(c.keysPath, log)
+	if err != nil {
+		log.Error("ssh console: key file not available to the console (yet)", "err", err)
 	}
+	var ed audit.KeyEditor = ks
+	if o.auditLog != nil {
+		ed = audit.AuditedStore(ed, o.auditLog, s.Actor, audit.ViaSSH)
+	}
+	if s.ReadOnly {
+		ed = audit.ReadOnlyStore(ed)
+	}
+	var store tui.KeyStore = ed
 	return tui.New(tui.Options{
 		Source: s.Source, Store: store, ReadOnly: s.ReadOnly, Renderer: s.Renderer,
 		Component: c.component, Mode: tui.ModeAttach, KeySeparator: c.roomKeySeparator,
