@@ -351,7 +351,7 @@ func ptr[T any](v T) *T { return &v }
 // (re)connect. Each room's join, configuration and re-grants queue in
 // Prosody's single thread; bounding the rooms in flight bounds what a
 // revocation, written on its own, can find ahead of it.
-const rejoinInFlight = 4
+const rejoinInFlight = 8
 
 // onConnected makes c the current connection, sends the removals that waited
 // for it, and then re-joins every managed room, a few at a time.
@@ -385,28 +385,42 @@ func (f *Focus) onConnected(c *conn) {
 		}
 		cancel()
 	}
-	go func() {
-		sem := make(chan struct{}, rejoinInFlight)
-		for i, r := range rooms {
-			sem <- struct{}{}
-			f.mu.Lock()
-			current := f.conn == c
-			f.mu.Unlock()
-			if !current {
-				// This connection is gone; the next one re-joins them.
-				for range rooms[i:] {
-					f.creating.Done()
-				}
-				return
-			}
-			go func() {
-				defer func() { <-sem }()
-				f.setupRoom(c, r, false)
-			}()
-		}
-	}()
+	go f.rejoin(c, rooms)
 	if rederive {
 		go f.rediscover(c)
+	}
+}
+
+// rejoin sets up rooms again on c, rejoinInFlight at a time; rooms that
+// people are waiting for go first. Each room holds one count of f.creating
+// until it is set up or given up.
+func (f *Focus) rejoin(c *conn, rooms []*room) {
+	sem := make(chan struct{}, rejoinInFlight)
+	for len(rooms) > 0 {
+		sem <- struct{}{}
+		f.mu.Lock()
+		if f.conn != c {
+			// This connection is gone; the next one re-joins them.
+			f.mu.Unlock()
+			for range rooms {
+				f.creating.Done()
+			}
+			return
+		}
+		next := 0
+		for i, r := range rooms {
+			if len(r.waiters) > 0 {
+				next = i
+				break
+			}
+		}
+		f.mu.Unlock()
+		r := rooms[next]
+		rooms = append(rooms[:next], rooms[next+1:]...)
+		go func() {
+			defer func() { <-sem }()
+			f.setupRoom(c, r, false)
+		}()
 	}
 }
 

@@ -52,22 +52,26 @@ func TestRevocationWhileDownGoesAheadOfRejoin(t *testing.T) {
 	}
 	e.writeKeys(baseKeys) // kf_bravo revoked while no focus runs
 	e.reopenStore()
+	start := time.Now()
 	e.startFocus(func(c *Config) { c.StatePath = statePath })
 
 	victim := e.room("victim")
 	rejoined := map[string]bool{}
 	removedAfter := -1 // rooms re-joined before bob's removal
+	var removedAt, rejoinedAt time.Duration
 	for removedAfter < 0 || len(rejoined) < len(names) {
 		select {
 		case ev := <-watcher.Events():
 			switch {
 			case ev.Kind == simulate.EvOccupantJoined && ev.Occupant.Nick == Nick:
 				rejoined[ev.Room] = true
+				rejoinedAt = time.Since(start)
 			case ev.Kind == simulate.EvOccupantLeft && ev.Room == victim && ev.Occupant.Nick == "bob":
 				if !slices.Contains(ev.Status, 321) {
 					t.Errorf("bob left %s with status %v, want 321 (membership removed)", victim, ev.Status)
 				}
 				removedAfter = len(rejoined)
+				removedAt = time.Since(start)
 			}
 		case <-ctx.Done():
 			t.Fatalf("bob removed after %d re-joins; %d of %d rooms re-joined; log:\n%s", removedAfter, len(rejoined), len(names), e.logs.String())
@@ -76,7 +80,9 @@ func TestRevocationWhileDownGoesAheadOfRejoin(t *testing.T) {
 	if removedAfter != 0 {
 		t.Errorf("the revocation reached Prosody after the focus had re-joined %d of %d rooms; want it ahead of every re-join", removedAfter, len(names))
 	} else {
-		t.Logf("bob removed before any of the %d rooms was re-joined", len(names))
+		// For the record, not asserted: timings depend on the machine.
+		t.Logf("bob removed before any of the %d rooms was re-joined: removed %v after the focus started, every room re-joined after %v",
+			len(names), removedAt.Round(time.Millisecond), rejoinedAt.Round(time.Millisecond))
 	}
 	if se := joinErr(t, bob, victim, "bob"); se.Condition != "registration-required" {
 		t.Errorf("rejoin after the revocation: %s", se.Condition)
@@ -138,6 +144,83 @@ func TestResyncSkipsJustRevoked(t *testing.T) {
 			if logged != tc.wantUnknown {
 				t.Errorf("unknown-member warning logged: %v, want %v", logged, tc.wantUnknown)
 			}
+		})
+	}
+}
+
+// BenchmarkRevokedWhileDown restarts the focus with a key revoked while it
+// was down and rooms to re-join, and reports how long after the focus
+// started the revoked member was out of the room (as a watcher in every
+// room saw it) and how long the re-join of every room took.
+func BenchmarkRevokedWhileDown(b *testing.B) {
+	for _, rooms := range []int{50, 200} {
+		b.Run(fmt.Sprintf("rooms=%d", rooms), func(b *testing.B) {
+			e := newEnv(b, baseKeys)
+			statePath := filepath.Join(b.TempDir(), "state.json")
+			withState := func(c *Config) { c.StatePath = statePath }
+			e.startFocus(withState)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			watcher, err := simulate.Dial(ctx, simulate.Account{Addr: e.srv.C2SAddr, Domain: e.srv.Domain, EventBuffer: 8 * rooms})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = watcher.Close() })
+			names := []string{"victim"}
+			for i := range rooms {
+				names = append(names, fmt.Sprintf("busy%03d", i))
+			}
+			for _, n := range names {
+				e.admitJoin(watcher, n, "kf_alpha", "watcher")
+			}
+			victim := e.room("victim")
+			var removed, rejoined time.Duration
+			b.ResetTimer()
+			for i := range b.N {
+				b.StopTimer()
+				key := fmt.Sprintf("kf_victim%d", i)
+				e.writeKeys(baseKeys + key + "=Victim\n")
+				eventually(b, "the new key loaded", func() bool { return e.f.State().Store.Keys == 5 })
+				p := e.dial()
+				nick := fmt.Sprintf("victim%d", i)
+				e.admitJoin(p, "victim", key, nick)
+				e.stopFocus()
+				for drained := false; !drained; {
+					select {
+					case <-watcher.Events():
+					default:
+						drained = true
+					}
+				}
+				e.writeKeys(baseKeys)
+				e.reopenStore()
+				b.StartTimer()
+				start := time.Now()
+				e.startFocus(withState)
+				seen := map[string]bool{}
+				gone := false
+				for !gone || len(seen) < len(names) {
+					select {
+					case ev := <-watcher.Events():
+						switch {
+						case ev.Kind == simulate.EvOccupantJoined && ev.Occupant.Nick == Nick && !seen[ev.Room]:
+							seen[ev.Room] = true
+							if len(seen) == len(names) {
+								rejoined += time.Since(start)
+							}
+						case ev.Kind == simulate.EvOccupantLeft && ev.Room == victim && ev.Occupant.Nick == nick:
+							gone = true
+							removed += time.Since(start)
+						}
+					case <-ctx.Done():
+						b.Fatalf("removed: %v, rooms re-joined %d of %d", gone, len(seen), len(names))
+					}
+				}
+				b.StopTimer()
+				_ = p.Close()
+			}
+			b.ReportMetric(float64(removed.Microseconds())/1000/float64(b.N), "removed-ms")
+			b.ReportMetric(float64(rejoined.Microseconds())/1000/float64(b.N), "rejoined-ms")
 		})
 	}
 }

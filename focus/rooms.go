@@ -205,6 +205,11 @@ func (f *Focus) logIQResult(c *conn, iq *xmppEl, what string, attrs ...any) {
 func (f *Focus) setupRoom(c *conn, r *room, fresh bool) {
 	defer f.creating.Done()
 	f.mu.Lock()
+	if !fresh && (f.rooms[r.jid] != r || r.ending) {
+		// Ended while it waited for its turn to be joined again.
+		f.mu.Unlock()
+		return
+	}
 	snap := f.snap
 	now := f.now()
 	out := []*xmppEl{f.joinPresence(r)}
