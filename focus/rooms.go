@@ -763,6 +763,7 @@ func (f *Focus) RemoveMember(ctx context.Context, roomName, nick, reason string)
 	bare := bareOf(m.JID)
 	r.removing[nick] = removal{actor: "operator", reason: reason}
 	delete(r.admitted, bare)
+	r.noteRevoked(bare, f.now())
 	f.markDirty()
 	kick := f.kickIQ(r, nick, reason)
 	aff := f.affiliationIQ(r, bare, "none", reason)
