@@ -332,7 +332,7 @@ func TestConsoleStopsOnSignal(t *testing.T) {
 				t.Fatal(err)
 			}
 			deadline := time.Now().Add(20 * time.Second)
-			for syscall.Kill(pid, 0) == nil {
+			for processRunning(pid) {
 				if time.Now().After(deadline) {
 					syscall.Kill(pid, syscall.SIGKILL)
 					logs, _ := os.ReadFile(filepath.Join(dir, "run.log"))
@@ -342,4 +342,22 @@ func TestConsoleStopsOnSignal(t *testing.T) {
 			}
 		})
 	}
+}
+
+// processRunning reports whether pid is still running. A process that has
+// exited but that its parent (tmux, with remain-on-exit) has not reaped yet is
+// a zombie: kill(pid, 0) still succeeds for it, but it is not running.
+func processRunning(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true // no /proc: trust kill(pid, 0)
+	}
+	// The state follows the command name in parentheses: "pid (comm) S ...".
+	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) {
+		return stat[i+2] != 'Z'
+	}
+	return true
 }
