@@ -83,11 +83,12 @@ func dialConn(ctx context.Context, addr, component_ string, secret []byte) (*con
 	}
 	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	// mellium's negotiation blocks in reads that ignore hctx: a peer that
-	// accepts and stays silent would hold the dial (and shutdown) forever.
-	// A deadline bounds it, and cancelling hctx cuts it short.
-	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
-	stopCut := context.AfterFunc(hctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	// A peer that accepts and stays silent must not hold the dial (and
+	// shutdown) forever: when hctx ends (timeout or cancel) the connection is
+	// closed, which ends any read in progress. Not a deadline: mellium's own
+	// cancel handling sets a past deadline and at once clears it again, which
+	// races with ours and can leave the read blocked with no deadline at all.
+	stopCut := context.AfterFunc(hctx, func() { _ = nc.Close() })
 	s, err := component.NewSession(hctx, cj, secret, nc)
 	cut := !stopCut()
 	if err != nil || cut {

@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -280,9 +282,41 @@ func (c *runCommand) serve(ctx context.Context, log *slog.Logger, store *keys.St
 			}
 		}
 	})
-	err := g.Wait()
+	err := c.waitShutdown(runCtx, g, log)
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
 	return err
+}
+
+// shutdownTimeout bounds a shutdown once it has started: the focus's drain
+// (rooms being created, then leaving every room) takes at most twice its
+// drain timeout; a piece that still has not returned well after that must
+// not keep the process alive.
+const shutdownTimeout = 2*focus.DefaultDrainTimeout + 5*time.Second
+
+// waitShutdown waits for every piece of g. Once runCtx is done (a signal, the
+// operator quitting the console, or the focus ending) it waits at most
+// shutdownTimeout, then logs the goroutines still running (to find the piece
+// that hung) and exits.
+func (c *runCommand) waitShutdown(runCtx context.Context, g *errgroup.Group, log *slog.Logger) error {
+	done := make(chan error, 1)
+	go func() { done <- g.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-runCtx.Done():
+	}
+	t := time.NewTimer(shutdownTimeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		var stacks strings.Builder
+		_ = pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+		log.Error("shutdown did not finish in time; exiting anyway", "timeout", shutdownTimeout.String(), "goroutines", stacks.String())
+		c.forceExit(1)
+		return errors.New("shutdown did not finish in time")
+	}
 }
