@@ -84,7 +84,7 @@ func (c *runCommand) flags() *flag.FlagSet {
 	str(&c.secretFile, "secret-file", "", "file holding the component secret (or set KEYFOCUS_SECRET; never on the command line)")
 	str(&c.keysPath, "keys", "./keys.properties", "the key file (created empty if missing)")
 	str(&c.roomKeySeparator, "room-key-separator", "=", "separator of KEY<sep>NAME room names")
-	str(&c.socket, "socket", "", "control socket path for `keyfocus attach` (empty: none)")
+	str(&c.socket, "socket", "", "control socket `path` for keyfocus attach (empty: none)")
 	str(&c.socketGroup, "socket-group", "", "group that may also use the control socket (default: owner only)")
 	str(&c.statePath, "state", "", "file where admissions survive a restart (empty: none)")
 	boolean(&c.readonly, "readonly", "the console cannot edit keys, members or rooms")
