@@ -13,6 +13,10 @@ import (
 
 // Element is a parsed XML element: what tests inspect when a typed field is
 // not enough. Names carry the resolved namespace (not the prefix).
+//
+// It deliberately does not reuse focus/xmppx, the focus's own stanza tree:
+// the simulator is the client side that tests check the focus with, so a
+// decoding or rendering mistake shared by both could not show up in a test.
 type Element struct {
 	Name     xml.Name
 	Attrs    []xml.Attr
