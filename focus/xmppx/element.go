@@ -6,8 +6,10 @@ package xmppx
 import (
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 )
 
 // Limits on one decoded element. Prosody already caps stanza sizes; these keep
@@ -137,6 +139,9 @@ func (e *Element) First() *Element {
 // end element (an r that ends with io.EOF right after the content, as
 // mellium's handler readers do, is accepted too).
 func Decode(start xml.StartElement, r xml.TokenReader) (*Element, error) {
+	if !startsName(start.Name.Local) {
+		return nil, errBadName(start.Name.Local)
+	}
 	root := fromStart(start)
 	stack := []*Element{root}
 	var text strings.Builder
@@ -163,6 +168,9 @@ func Decode(start xml.StartElement, r xml.TokenReader) (*Element, error) {
 			if len(parent.Children) >= maxChildren {
 				return nil, ErrTooComplex
 			}
+			if !startsName(t.Name.Local) {
+				return nil, errBadName(t.Name.Local)
+			}
 			c := fromStart(t)
 			parent.Children = append(parent.Children, c)
 			stack = append(stack, c)
@@ -184,6 +192,30 @@ func Decode(start xml.StartElement, r xml.TokenReader) (*Element, error) {
 		}
 	}
 	return root, nil
+}
+
+// startsName reports whether local can stand alone as an element name.
+// encoding/xml checks a prefixed name as a whole, so <p:0 xmlns:p='u'/> is
+// read with the local name "0"; written back without its prefix that is
+// <0 xmlns='u'/>, which no parser accepts. Such an element is malformed
+// (not a namespace-well-formed name) and is refused here instead.
+func startsName(local string) bool {
+	if local == "" {
+		return false
+	}
+	switch b := local[0]; {
+	case b == '_' || 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z':
+		return true
+	case b < utf8.RuneSelf:
+		return false
+	}
+	// Rare: let encoding/xml's own tables decide for a non-ASCII start.
+	_, err := xml.NewDecoder(strings.NewReader("<" + local + "/>")).Token()
+	return err == nil
+}
+
+func errBadName(local string) error {
+	return fmt.Errorf("xmppx: %q is not a valid element name", local)
 }
 
 func fromStart(s xml.StartElement) *Element {
