@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	mrand "math/rand/v2"
 	"sort"
 	"strconv"
 	"strings"
@@ -238,9 +239,41 @@ func InvalidKey() string {
 type recorder struct {
 	mu                   sync.Mutex
 	s                    Summary
-	login, request, join []time.Duration
+	login, request, join samples
+	recent               []time.Duration // request RTTs since the previous progress line
 	active               atomic.Int64
-	lastRequest          int // len(request) at the previous progress line
+}
+
+// maxSamples bounds the durations a run keeps per measure, so a long run
+// (simulate --duration 24h) does not grow without end. Past it, samples are
+// replaced at random (reservoir sampling): the quantiles stay unbiased
+// estimates, while the count and the maximum stay exact.
+const maxSamples = 1 << 16
+
+type samples struct {
+	keep []time.Duration
+	n    int
+	max  time.Duration
+}
+
+func (s *samples) add(d time.Duration) {
+	s.n++
+	s.max = max(s.max, d)
+	if len(s.keep) < maxSamples {
+		s.keep = append(s.keep, d)
+		return
+	}
+	if i := mrand.IntN(s.n); i < maxSamples {
+		s.keep[i] = d
+	}
+}
+
+func (s *samples) latency() Latency {
+	l := latencyOf(s.keep)
+	if s.n > 0 {
+		l.N, l.Max = s.n, s.max
+	}
+	return l
 }
 
 func (r *recorder) do(f func(s *Summary)) {
@@ -386,7 +419,7 @@ loop:
 	defer rec.mu.Unlock()
 	s := rec.s
 	s.Elapsed = time.Since(begin)
-	s.Login, s.Request, s.Join = latencyOf(rec.login), latencyOf(rec.request), latencyOf(rec.join)
+	s.Login, s.Request, s.Join = rec.login.latency(), rec.request.latency(), rec.join.latency()
 	if cfg.Progress != nil {
 		rec.progressLocked(cfg.Progress, s.Elapsed)
 	}
@@ -430,10 +463,10 @@ func (r *recorder) progressLocked(w io.Writer, elapsed time.Duration) {
 	line := fmt.Sprintf("%5.0fs  started %d  active %d  admitted %d  refused %d  joined %d  join-refused %d  removed %d  errors %d",
 		elapsed.Seconds(), s.Started, r.active.Load(), s.Admitted, sum(s.Refused), s.Joined, sum(s.JoinRefused), sum(s.Removed),
 		s.LoginFailed+s.RequestError+s.JoinError+s.Disconnected)
-	if recent := r.request[r.lastRequest:]; len(recent) > 0 {
-		line += "  req p50 " + fmtDur(latencyOf(recent).P50)
+	if len(r.recent) > 0 {
+		line += "  req p50 " + fmtDur(latencyOf(r.recent).P50)
 	}
-	r.lastRequest = len(r.request)
+	r.recent = r.recent[:0]
 	fmt.Fprintln(w, line)
 }
 
@@ -466,7 +499,7 @@ func runOne(ctx context.Context, cfg LoadConfig, rec *recorder, i int, kind part
 		rec.do(func(s *Summary) { s.LoginFailed++ })
 		return
 	}
-	rec.do(func(s *Summary) { rec.login = append(rec.login, time.Since(t0)) })
+	rec.do(func(s *Summary) { rec.login.add(time.Since(t0)) })
 	defer p.Close()
 
 	room := fmt.Sprintf("%s-%d@%s", cfg.RoomPrefix, i%cfg.Rooms, cfg.MUC)
@@ -483,7 +516,10 @@ func runOne(ctx context.Context, cfg LoadConfig, rec *recorder, i int, kind part
 			return
 		}
 		rec.do(func(s *Summary) {
-			rec.request = append(rec.request, rep.RTT)
+			rec.request.add(rep.RTT)
+			if len(rec.recent) < maxSamples {
+				rec.recent = append(rec.recent, rep.RTT)
+			}
 			switch {
 			case rep.Admitted():
 				s.Admitted++
@@ -528,7 +564,7 @@ func runOne(ctx context.Context, cfg LoadConfig, rec *recorder, i int, kind part
 		return
 	}
 	rec.do(func(s *Summary) {
-		rec.join = append(rec.join, time.Since(t1))
+		rec.join.add(time.Since(t1))
 		s.Joined++
 		if kind == kindIntruder {
 			s.IntrudersIn++

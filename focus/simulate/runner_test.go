@@ -168,6 +168,33 @@ func TestLatencyOf(t *testing.T) {
 	}
 }
 
+// A long run keeps at most maxSamples durations per measure; the count and
+// the maximum stay exact and the quantiles close (uniform 1..10ms here).
+func TestSamplesAreBounded(t *testing.T) {
+	var s samples
+	const n = 4 * maxSamples
+	for i := range n {
+		d := time.Duration(1+i%10) * time.Millisecond
+		if i == n/2 {
+			d = time.Second
+		}
+		s.add(d)
+	}
+	if len(s.keep) != maxSamples {
+		t.Fatalf("kept %d samples, want %d", len(s.keep), maxSamples)
+	}
+	l := s.latency()
+	if l.N != n || l.Max != time.Second {
+		t.Errorf("latency = %+v, want N=%d and Max=1s", l, n)
+	}
+	if l.P50 < 4*time.Millisecond || l.P50 > 6*time.Millisecond || l.P90 < 8*time.Millisecond || l.P90 > 10*time.Millisecond {
+		t.Errorf("quantiles off: %+v", l)
+	}
+	if (&samples{}).latency() != (Latency{}) {
+		t.Error("no samples is not the zero Latency")
+	}
+}
+
 func TestRedact(t *testing.T) {
 	tests := []struct {
 		err  string
