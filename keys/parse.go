@@ -79,6 +79,7 @@ type record struct {
 	start, end int // byte range in the file, including the line terminator(s)
 	contentEnd int // end of the last line's content (before its terminator)
 	line       int // 1-based line where the record starts
+	keyRaw     int // offset in the file where the key begins (entries)
 	valueRaw   int // offset in the file where the value begins (entries)
 	key        string
 	value      string
@@ -306,6 +307,7 @@ func (d *document) parseEntry(rec *record, logical []byte, segs []segment) {
 		return
 	}
 	rec.key, rec.value = key, value
+	rec.keyRaw = segs[0].raw
 	rec.valueRaw = toRaw(segs, valueStart, rec.contentEnd)
 	var buf [8]string
 	rec.entry = d.parseValue(rec.line, key, splitValueInto(buf[:0], value))

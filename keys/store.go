@@ -205,7 +205,7 @@ func (s *Store) warnReadable(d *document) {
 		}
 	}
 	if plain > 0 {
-		s.log.Warn(fmt.Sprintf("%s holds %d plaintext key(s) and is readable by others (mode %v): run chmod 600 %s, or replace them with hashed keys", s.path, plain, fi.Mode().Perm(), s.path))
+		s.log.Warn(fmt.Sprintf("%s holds %d plaintext key(s) and is readable by others (mode %v): run chmod 600 %s, or keyfocus keys hash to store them hashed", s.path, plain, fi.Mode().Perm(), s.path))
 	}
 }
 

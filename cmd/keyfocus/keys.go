@@ -43,6 +43,8 @@ Commands:
                         [--expires DATE | --no-expiry] [--max-participants N]
                                 change a key's attributes; the key stays the same
   check [FILE]                  validate a key file; prints FILE:LINE: message per problem
+  hash [--mixed-case]           rewrite plaintext (seed) keys in their sha256: form, in place;
+                                names, attributes and fingerprints stay, nobody is removed
 
 A key is named by its client name (exact, else ignoring case) or by a
 fingerprint prefix of at least 4 hex digits, as 'list' shows it.
@@ -51,7 +53,7 @@ Room patterns are globs on the room's name: team-*, board, [ab]-standup.
 
 Flags:
   --keys FILE   the key file (env KEYFOCUS_KEYS, default ./keys.properties)
-  --audit FILE  record add/revoke/edit with your user name in the audit log of
+  --audit FILE  record add/revoke/edit/hash with your user name in the audit log of
                 the running keyfocus (env KEYFOCUS_AUDIT)
 
 Exit codes:
@@ -116,7 +118,7 @@ func (c *keysCommand) Run(ctx context.Context, args []string) error {
 	rest := fs.Args()
 	if len(rest) == 0 {
 		fmt.Fprint(c.env.Stderr, keysUsage)
-		return usageError("missing command: list, add, revoke, edit or check")
+		return usageError("missing command: list, add, revoke, edit, check or hash")
 	}
 	switch sub, args := rest[0], rest[1:]; sub {
 	case "list":
@@ -129,11 +131,13 @@ func (c *keysCommand) Run(ctx context.Context, args []string) error {
 		return c.edit(args)
 	case "check":
 		return c.check(args)
+	case "hash":
+		return c.hash(args)
 	case "help":
 		fmt.Fprint(c.env.Stdout, keysUsage)
 		return nil
 	default:
-		return usageError("unknown command %q: want list, add, revoke, edit or check (see keyfocus keys --help)", sub)
+		return usageError("unknown command %q: want list, add, revoke, edit, check or hash (see keyfocus keys --help)", sub)
 	}
 }
 
@@ -482,6 +486,56 @@ func (c *keysCommand) edit(args []string) error {
 	}
 	c.record(audit.KeyEdited, e, audit.EntryChanges(old, e)...)
 	fmt.Fprintf(c.env.Stderr, "Changed key %s (line %d) in %s: %s.\n", e.Fingerprint, e.Line, s.Path(), describe(e))
+	return nil
+}
+
+// hash rewrites the plaintext keys of the file as sha256: hashes. The IDs
+// and fingerprints are those of the keys either way, so a running keyfocus
+// keeps every admission.
+func (c *keysCommand) hash(args []string) error {
+	fs := c.flagSet("hash [--mixed-case]")
+	mixed := fs.Bool("mixed-case", false, "hash keys with upper-case letters too (they then match only when sent exactly, as a property)")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError("hash takes no arguments (got %q)", pos)
+	}
+	s, err := c.open(true)
+	if err != nil {
+		return err
+	}
+	res, err := retry(s, func() (*keys.HashResult, error) { return s.HashPlaintext(*mixed) })
+	switch {
+	case errors.Is(err, keys.ErrNothingToHash):
+		res = &keys.HashResult{}
+		for _, e := range s.Snapshot().Entries() {
+			if !e.Hashed {
+				res.MixedCase = append(res.MixedCase, e)
+			}
+		}
+	case err != nil:
+		return err
+	}
+	w := c.env.Stderr
+	if len(res.Hashed) == 0 && len(res.MixedCase) == 0 {
+		fmt.Fprintf(w, "Every key in %s is hashed already; nothing to do.\n", s.Path())
+		return nil
+	}
+	if len(res.Hashed) > 0 {
+		fmt.Fprintf(w, "Hashed %d key(s) in %s; fingerprints, names and attributes are unchanged, and a running keyfocus keeps everyone it admitted:\n", len(res.Hashed), s.Path())
+		for _, e := range res.Hashed {
+			c.record(audit.KeyEdited, e, "hashed")
+			fmt.Fprintf(w, "  %s  %s (line %d)\n", e.Fingerprint, sanitize(e.Name), e.Line)
+		}
+	}
+	if len(res.MixedCase) > 0 {
+		fmt.Fprintf(w, "Left %d key(s) in plaintext: they have upper-case letters, and hashed they would no longer match the room-name form (Jitsi lowercases room names). Pass --mixed-case if their clients send them only as a property:\n", len(res.MixedCase))
+		for _, e := range res.MixedCase {
+			fmt.Fprintf(w, "  %s  %s (line %d)\n", e.Fingerprint, sanitize(e.Name), e.Line)
+		}
+	}
 	return nil
 }
 

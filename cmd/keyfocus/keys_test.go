@@ -79,6 +79,7 @@ func TestKeysUsage(t *testing.T) {
 		{"edit contradiction", []string{"keys", "edit", "--keys", path, "TTND", "--rooms", "a", "--all-rooms"}, 2, "contradict"},
 		{"edit expiry contradiction", []string{"keys", "edit", "--keys", path, "TTND", "--expires", "2030-01-01", "--no-expiry"}, 2, "contradict"},
 		{"check two files", []string{"keys", "check", "a", "b"}, 2, "at most one FILE"},
+		{"hash args", []string{"keys", "hash", "--keys", path, "TTND"}, 2, "hash takes no arguments"},
 	}
 	before := fileText(t, path)
 	for _, tt := range tests {
@@ -365,6 +366,7 @@ func TestKeysBrokenFile(t *testing.T) {
 		{"add", "--name", "New"},
 		{"revoke", "A"},
 		{"edit", "A", "--name", "B"},
+		{"hash"},
 	} {
 		code, stdout, stderr := keysRun(t, nil, append([]string{"keys", "--keys", path}, args...)...)
 		if code != 1 || stdout != "" || !strings.Contains(stderr, path+":2: ") {
@@ -373,6 +375,35 @@ func TestKeysBrokenFile(t *testing.T) {
 	}
 	if fileText(t, path) != content {
 		t.Error("the broken file was changed")
+	}
+}
+
+func TestKeysHash(t *testing.T) {
+	path := keysFixture(t)
+	before := fileText(t, path)
+	// The seed key has upper-case letters: kept unless --mixed-case.
+	code, stdout, stderr := keysRun(t, nil, "keys", "--keys", path, "hash")
+	if code != 0 || stdout != "" || !strings.Contains(stderr, "Left 1 key(s) in plaintext") || fileText(t, path) != before {
+		t.Fatalf("exit %d, stdout %q, stderr %q; file changed: %v", code, stdout, stderr, fileText(t, path) != before)
+	}
+	auditLog := filepath.Join(t.TempDir(), "audit.log")
+	code, stdout, stderr = keysRun(t, nil, "keys", "--keys", path, "--audit", auditLog, "hash", "--mixed-case")
+	if code != 0 || stdout != "" || !strings.Contains(stderr, "Hashed 1 key(s)") || !strings.Contains(stderr, keys.Fingerprint(seedKey)+"  TTND (line 2)") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	want := strings.Replace(before, seedKey+"=", "sha256:"+keys.HashKey(seedKey)+"=", 1)
+	if got := fileText(t, path); got != want {
+		t.Errorf("file after hash:\n%s\nwant:\n%s", got, want)
+	}
+	if rec := fileText(t, auditLog); !strings.Contains(rec, `"hashed"`) || !strings.Contains(rec, keys.Fingerprint(seedKey)) || strings.Contains(rec, seedKey) {
+		t.Errorf("audit record: %s", rec)
+	}
+	code, _, stderr = keysRun(t, nil, "keys", "--keys", path, "hash")
+	if code != 0 || !strings.Contains(stderr, "hashed already") {
+		t.Errorf("again: exit %d, stderr %q", code, stderr)
+	}
+	if strings.Contains(stderr, seedKey) {
+		t.Error("the key reached the output")
 	}
 }
 

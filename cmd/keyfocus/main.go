@@ -37,7 +37,7 @@ var commands = map[string]struct {
 }{
 	"run":      {"run the focus (--headless: as a daemon)", 10, newRunCommand},
 	"attach":   {"console for a focus already running on this host (unix socket)", 20, newAttachCommand},
-	"keys":     {"list | add | revoke | edit | check: the key store from scripts", 30, newKeysCommand},
+	"keys":     {"list | add | revoke | edit | check | hash: the key store from scripts", 30, newKeysCommand},
 	"simulate": {"participants that act like Jitsi clients (demo traffic, load, tests)", 50, newSimulateCommand},
 	"demo":     {"Prosody on loopback + focus + simulated participants + console, one command", 60, newDemoCommand},
 	"version":  {"print the version", 90, func(e env) command { return &versionCommand{env: e} }},
