@@ -9,6 +9,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Element is a parsed XML element: what tests inspect when a typed field is
@@ -132,6 +133,9 @@ func readElement(r xml.TokenReader) (*Element, error) {
 		if tok != nil {
 			switch t := tok.(type) {
 			case xml.StartElement:
+				if err := checkNames(t); err != nil {
+					return nil, err
+				}
 				el := &Element{Name: t.Name, Attrs: append([]xml.Attr(nil), t.Attr...)}
 				if len(stack) > 0 {
 					p := stack[len(stack)-1]
@@ -165,6 +169,32 @@ func readElement(r xml.TokenReader) (*Element, error) {
 			return nil, err
 		}
 	}
+}
+
+// checkNames refuses a start element whose local name, or an attribute's,
+// cannot stand alone. encoding/xml checks a prefixed name as a whole, so
+// <p:0 xmlns:p='u'/> and <a p:0='x'/> are read with the local name "0"; this
+// package writes names without their prefixes, and "0" alone is no name.
+func checkNames(t xml.StartElement) error {
+	names := []string{t.Name.Local}
+	for _, a := range t.Attr {
+		names = append(names, a.Name.Local)
+	}
+	for _, n := range names {
+		if n == "" {
+			return errors.New("an empty XML name")
+		}
+		switch c := n[0]; {
+		case c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z':
+			continue
+		case c < utf8.RuneSelf:
+			return fmt.Errorf("%q cannot start an XML name", n)
+		}
+		if _, err := xml.NewDecoder(strings.NewReader("<" + n + "/>")).Token(); err != nil {
+			return fmt.Errorf("%q cannot start an XML name", n)
+		}
+	}
+	return nil
 }
 
 // parseXML parses a string holding one element.
