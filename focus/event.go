@@ -21,6 +21,12 @@ const (
 	EvRefused       EventKind = "refused"        // Rejection set
 	EvStoreReloaded EventKind = "store_reloaded" // Store set
 	EvStoreFailed   EventKind = "store_failed"   // Store set (Store.LastError)
+	// EvMembershipRevoked: Room, Member (JID is the bare JID, no Nick),
+	// Reason and Actor set. keyfocus withdrew the membership of someone it
+	// does not see in the room: they left before, or they were in it while
+	// the focus was away (a key revoked while keyfocus was down), in which
+	// case Prosody takes them out with status 321.
+	EvMembershipRevoked EventKind = "membership_revoked"
 )
 
 // ConnState is the state of the component's connection to Prosody.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keyfocus/keyfocus/focus/simulate"
+	"github.com/keyfocus/keyfocus/keys"
 )
 
 // A key revoked while the focus is down is enforced as soon as the focus is
@@ -83,6 +84,13 @@ func TestRevocationWhileDownGoesAheadOfRejoin(t *testing.T) {
 		// For the record, not asserted: timings depend on the machine.
 		t.Logf("bob removed before any of the %d rooms was re-joined: removed %v after the focus started, every room re-joined after %v",
 			len(names), removedAt.Round(time.Millisecond), rejoinedAt.Round(time.Millisecond))
+	}
+	// The focus never saw bob on this run, so what it reports is the
+	// membership it withdrew, with the key that had granted it.
+	ev := e.waitEvent("membership_revoked for bob", func(ev Event) bool { return ev.Kind == EvMembershipRevoked })
+	if m := ev.Member; ev.Room != victim || m == nil || m.JID != bareOf(bob.JID()) || m.Fingerprint != keys.Fingerprint("kf_bravo") ||
+		m.Client != "Bravo" || m.Nick != "" || ev.Reason == "" || ev.Actor != "revocation" {
+		t.Errorf("membership_revoked event: %+v, member %+v", ev, ev.Member)
 	}
 	if se := joinErr(t, bob, victim, "bob"); se.Condition != "registration-required" {
 		t.Errorf("rejoin after the revocation: %s", se.Condition)

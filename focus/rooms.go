@@ -649,16 +649,22 @@ func (f *Focus) enforceCollectLocked(actor string) (*conn, []*xmppEl) {
 			f.markDirty()
 			removedAny = true
 			f.log.Info("revoking membership", "room", f.logRoom(r.jid), "jid", bare, "fingerprint", a.Fingerprint, "client", a.Client, "reason", why, "room_ready", r.ready)
+			seen := false
 			for nick, m := range r.members {
 				if bareOf(m.JID) != bare {
 					continue
 				}
+				seen = true
 				r.removing[nick] = removal{actor: who, reason: why}
 				if r.joined && !r.stale[nick] {
 					k := f.kickIQ(r, nick, why)
 					f.logIQResult(c, k, "kicking", "room", f.logRoom(r.jid), "nick", nick)
 					roomOut = append(roomOut, k)
 				}
+			}
+			if !seen {
+				f.publishLocked(Event{Kind: EvMembershipRevoked, Room: r.jid, Reason: why, Actor: who,
+					Member: &Member{JID: bare, KeyID: a.KeyID, Fingerprint: a.Fingerprint, Client: a.Client}})
 			}
 			aff := f.affiliationIQ(r, bare, "none", why)
 			f.logIQResult(c, aff, "removing membership", "room", f.logRoom(r.jid), "jid", bare)

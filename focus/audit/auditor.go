@@ -243,6 +243,12 @@ func (a *Auditor) Run(ctx context.Context, src focus.Source) error {
 				r.Nick, r.Requester, r.Fingerprint, r.Client = m.Nick, m.JID, m.Fingerprint, m.Client
 			}
 			batch = append(batch, r)
+		case focus.EvMembershipRevoked:
+			r := Record{Time: ev.Time.UTC(), Event: MembershipRevoked, Room: ev.Room, Reason: ev.Reason, Actor: ev.Actor}
+			if m := ev.Member; m != nil {
+				r.Requester, r.Fingerprint, r.Client = m.JID, m.Fingerprint, m.Client
+			}
+			batch = append(batch, r)
 		case focus.EvRoomEnded:
 			batch = append(batch, Record{Time: ev.Time.UTC(), Event: RoomEnded, Room: ev.Room, Reason: ev.Reason, Actor: ev.Actor})
 		case focus.EvStoreReloaded:

@@ -141,6 +141,8 @@ func TestAuditorRecordsFocusEvents(t *testing.T) {
 	h.src.bus.Publish(focus.Event{Kind: focus.EvMemberLeft, Room: "standup@conference.meet.example", Member: m, Reason: "left"})
 	carol := &focus.Member{Nick: "carol", JID: "carol@meet.example/c", Fingerprint: "0123abcd", Client: "Acme"}
 	h.src.bus.Publish(focus.Event{Kind: focus.EvMemberLeft, Room: "standup@conference.meet.example", Member: carol, Reason: "removed", Actor: "revocation"})
+	dave := &focus.Member{JID: "dave@meet.example", Fingerprint: "0123abcd", Client: "Acme"}
+	h.src.bus.Publish(focus.Event{Kind: focus.EvMembershipRevoked, Room: "standup@conference.meet.example", Member: dave, Reason: "Your client key was revoked", Actor: "revocation"})
 	h.src.bus.Publish(focus.Event{Kind: focus.EvRoomEnded, Room: "standup@conference.meet.example", Reason: "ended by operator", Actor: "operator"})
 	recs := h.waitFor("room_ended", hasEvent(RoomEnded))
 	want := []Record{
@@ -148,6 +150,7 @@ func TestAuditorRecordsFocusEvents(t *testing.T) {
 		{Event: Refused, Requester: "x@meet.example/r", Room: "standup@conference.meet.example", Reason: focus.ReasonUnknownKey, Code: 403, Fingerprint: "99999999"},
 		{Event: MemberRemoved, Room: "standup@conference.meet.example", Nick: "n1", Requester: "guest@meet.example/r1", Fingerprint: "0123abcd", Client: "Acme", Reason: "key revoked", Actor: "revocation"},
 		{Event: MemberRemoved, Room: "standup@conference.meet.example", Nick: "carol", Requester: "carol@meet.example/c", Fingerprint: "0123abcd", Client: "Acme", Reason: "removed", Actor: "revocation"},
+		{Event: MembershipRevoked, Room: "standup@conference.meet.example", Requester: "dave@meet.example", Fingerprint: "0123abcd", Client: "Acme", Reason: "Your client key was revoked", Actor: "revocation"},
 		{Event: RoomEnded, Room: "standup@conference.meet.example", Reason: "ended by operator", Actor: "operator"},
 	}
 	if len(recs) != len(want) {

@@ -26,18 +26,22 @@ import (
 
 // Record kinds (the "event" field). Add kinds, never change one's meaning.
 const (
-	KeyAdded        = "key_added"
-	KeyEdited       = "key_edited"
-	KeyRevoked      = "key_revoked"
-	Admitted        = "admitted"
-	Refused         = "refused"
-	MemberRemoved   = "member_removed"
-	RoomEnded       = "room_ended"
-	OperatorAction  = "operator_action"
-	SSHSessionStart = "ssh_session_start"
-	SSHSessionEnd   = "ssh_session_end"
-	StoreLoaded     = "store_loaded"
-	EventsDropped   = "events_dropped"
+	KeyAdded      = "key_added"
+	KeyEdited     = "key_edited"
+	KeyRevoked    = "key_revoked"
+	Admitted      = "admitted"
+	Refused       = "refused"
+	MemberRemoved = "member_removed"
+	// MembershipRevoked: a room membership withdrawn for someone keyfocus did
+	// not see in the room (they had left, or were in it while keyfocus was
+	// down: Prosody then takes them out).
+	MembershipRevoked = "membership_revoked"
+	RoomEnded         = "room_ended"
+	OperatorAction    = "operator_action"
+	SSHSessionStart   = "ssh_session_start"
+	SSHSessionEnd     = "ssh_session_end"
+	StoreLoaded       = "store_loaded"
+	EventsDropped     = "events_dropped"
 	// RefusalsSuppressed counts refusals not written one by one (a flood).
 	RefusalsSuppressed = "refusals_suppressed"
 )

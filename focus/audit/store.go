@@ -99,7 +99,7 @@ func Line(r Record, loc *time.Location) string {
 	b.WriteString("  ")
 	what := map[string]string{
 		KeyAdded: "key added", KeyEdited: "key edited", KeyRevoked: "key revoked",
-		Admitted: "admitted", Refused: "refused", MemberRemoved: "member removed",
+		Admitted: "admitted", Refused: "refused", MemberRemoved: "member removed", MembershipRevoked: "membership revoked",
 		RoomEnded: "room ended", OperatorAction: "operator", SSHSessionStart: "ssh login",
 		SSHSessionEnd: "ssh logout", StoreLoaded: "keys loaded", EventsDropped: "events lost",
 		RefusalsSuppressed: "refusals not itemised",

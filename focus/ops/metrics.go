@@ -19,6 +19,7 @@ type metrics struct {
 	joined      prometheus.Counter
 	left        *prometheus.CounterVec
 	removed     *prometheus.CounterVec
+	revokedAbs  *prometheus.CounterVec
 
 	keyChanges      *prometheus.CounterVec
 	storeKeys       prometheus.Gauge
@@ -77,6 +78,10 @@ func newMetrics(reg *prometheus.Registry, version string) *metrics {
 			Name: "keyfocus_members_removed_total",
 			Help: "Members removed by keyfocus, by cause (revocation, operator, expiry).",
 		}, []string{"actor"}),
+		revokedAbs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyfocus_memberships_revoked_total",
+			Help: "Room memberships withdrawn from people the focus did not see in the room (they had left, or were in it while keyfocus was down), by cause.",
+		}, []string{"actor"}),
 		keyChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keyfocus_key_changes_total",
 			Help: "Key changes seen on key store reloads, by change (added, edited, revoked). Revocations are change=\"revoked\".",
@@ -116,7 +121,7 @@ func newMetrics(reg *prometheus.Registry, version string) *metrics {
 	}
 	for _, c := range []prometheus.Collector{
 		m.requests, m.admissions, m.latency, m.rooms, m.roomsOpened, m.roomsEnded, m.members,
-		m.joined, m.left, m.removed, m.keyChanges, m.storeKeys, m.storeReloads, m.storeErrors,
+		m.joined, m.left, m.removed, m.revokedAbs, m.keyChanges, m.storeKeys, m.storeReloads, m.storeErrors,
 		m.storeLastReload, m.connected, m.reconnects, m.disconnects, m.dropped,
 	} {
 		f(c)
@@ -132,6 +137,7 @@ func newMetrics(reg *prometheus.Registry, version string) *metrics {
 	}
 	for _, a := range []string{"revocation", "operator", "expiry", "other"} {
 		m.removed.WithLabelValues(a)
+		m.revokedAbs.WithLabelValues(a)
 	}
 	for _, c := range []string{"added", "edited", "revoked"} {
 		m.keyChanges.WithLabelValues(c)

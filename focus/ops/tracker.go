@@ -264,6 +264,8 @@ func (t *Tracker) apply(ev focus.Event) {
 		}
 		t.gaugesLocked()
 		t.notify()
+	case focus.EvMembershipRevoked:
+		t.m.revokedAbs.WithLabelValues(boundedActor(ev.Actor)).Inc()
 	case focus.EvStoreReloaded:
 		t.m.storeReloads.Inc()
 		if ev.Store != nil {

@@ -227,6 +227,8 @@ func TestMetricsFromEvents(t *testing.T) {
 		{Kind: focus.EvMemberLeft, Room: "old@conference.meet.example", Member: &focus.Member{Nick: "a"}, Reason: "lost"},
 		// The room ends by an operator: its last member leaves with the cause.
 		{Kind: focus.EvMemberLeft, Room: "old@conference.meet.example", Member: &focus.Member{Nick: "b"}, Reason: "removed", Actor: "operator"},
+		// A membership withdrawn from someone not in the room: not a member removal.
+		{Kind: focus.EvMembershipRevoked, Room: room, Member: &focus.Member{JID: "carol@meet.example", Fingerprint: "deadbeef"}, Reason: "key revoked", Actor: "revocation"},
 		{Kind: focus.EvRoomEnded, Room: "old@conference.meet.example", Reason: "ended by operator", Actor: "operator"},
 	}
 	for _, ev := range events {
@@ -247,6 +249,8 @@ func TestMetricsFromEvents(t *testing.T) {
 		`keyfocus_members_removed_total{actor="operator"}`:                          1,
 		`keyfocus_members_left_total{reason="lost"}`:                                1,
 		`keyfocus_members_removed_total{actor="revocation"}`:                        1,
+		`keyfocus_memberships_revoked_total{actor="revocation"}`:                    1,
+		`keyfocus_memberships_revoked_total{actor="operator"}`:                      0,
 		`keyfocus_conference_request_duration_seconds_count`:                        2,
 		`keyfocus_conference_request_duration_seconds_bucket{le="0.005"}`:           1,
 		`keyfocus_conference_request_duration_seconds_bucket{le="1"}`:               2,
