@@ -11,8 +11,9 @@ import (
 // admitted before a state file was lost. Their key is unknown, so a key
 // revocation cannot find them; they show without a fingerprint and get one
 // again when they next ask for the conference. Members the focus removed
-// itself (room.revoked) are never taken back, even when the list was read
-// while their removal was still on its way.
+// itself (room.revoked) are never taken back: when the list still holds
+// them (the removal was on its way, or lost with a connection), the
+// removal is sent again.
 func (f *Focus) resync(c *conn, r *room) {
 	q := newEl("", "iq", "type", "get", "from", f.cfg.Component+"/"+Nick, "to", r.jid).Add(
 		newEl(nsMUCAdmin, "query").Add(newEl("", "item", "affiliation", "member")))
@@ -32,23 +33,32 @@ func (f *Focus) resync(c *conn, r *room) {
 	}
 	now := f.now()
 	var unknown []string
-	skipped := 0
+	var again []*xmppEl
 	for _, it := range res.Child(nsMUCAdmin, "query").All("", "item") {
 		bare := strings.ToLower(it.Get("jid"))
 		if bare == "" || strings.ContainsRune(bare, '/') || r.admitted[bare] != nil {
 			continue
 		}
 		if r.recentlyRevoked(bare, now) {
-			// Revoked since the list was asked for, or its removal was still
-			// on its way to Prosody: not an unknown member, a removed one.
-			skipped++
+			// Not an unknown member but a removed one whose removal Prosody
+			// had not applied when it listed the members: still on its way,
+			// or lost with the connection it was written on. Send it again
+			// (setting none twice is harmless), never take them back.
+			aff := f.affiliationIQ(r, bare, "none", "Your membership was withdrawn")
+			f.logIQResult(c, aff, "removing membership again", "room", f.logRoom(r.jid), "jid", bare)
+			again = append(again, aff)
 			continue
 		}
 		r.admitted[bare] = &admission{JID: bare, Time: now, joined: true}
 		unknown = append(unknown, bare)
 	}
-	if skipped > 0 {
-		f.log.Debug("member list still held members the focus has just removed; not taken back", "room", f.logRoom(r.jid), "members", skipped)
+	if len(again) > 0 {
+		f.log.Info("member list still held members the focus removed; removing them again", "room", f.logRoom(r.jid), "members", len(again))
+		go func() {
+			if err := c.send(context.Background(), again...); err != nil {
+				f.log.Warn("sending removals failed; they are sent again after the reconnect", "room", f.logRoom(r.jid), "err", err)
+			}
+		}()
 	}
 	if len(unknown) > 0 {
 		f.markDirty()

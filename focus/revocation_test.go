@@ -106,10 +106,11 @@ func TestRevocationWhileDownGoesAheadOfRejoin(t *testing.T) {
 }
 
 // The member list read after a re-join (resync) never brings back a member
-// the focus has just removed, even while the removal has not reached
-// Prosody yet; a member the focus knows nothing about is still taken in as
-// an unknown-key admission.
-func TestResyncSkipsJustRevoked(t *testing.T) {
+// the focus has removed, even when Prosody still lists them (the removal on
+// its way, or lost with the connection it was written on): the removal is
+// sent again and takes them out. A member the focus knows nothing about is
+// still taken in as an unknown-key admission.
+func TestResyncNeverTakesBackRevoked(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		revoked     bool // the focus revoked the member (else: its record is lost)
@@ -151,6 +152,15 @@ func TestResyncSkipsJustRevoked(t *testing.T) {
 			logged := strings.Contains(e.logs.String(), "has members keyfocus has no admission")
 			if logged != tc.wantUnknown {
 				t.Errorf("unknown-member warning logged: %v, want %v", logged, tc.wantUnknown)
+			}
+			if tc.revoked {
+				// Prosody still held bob's membership: the removal went out again.
+				if rm := waitRemoved(t, bob, e.room("list")); rm.Status != 321 {
+					t.Errorf("bob removed with status %d, want 321", rm.Status)
+				}
+				if se := joinErr(t, bob, e.room("list"), "bob"); se.Condition != "registration-required" {
+					t.Errorf("bob joins again after the removal: %s", se.Condition)
+				}
 			}
 		})
 	}
