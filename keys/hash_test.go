@@ -39,7 +39,7 @@ func TestHashPlaintext(t *testing.T) {
 			t.Errorf("%s reported hashed but is not", e.Name)
 		}
 	}
-	if strings.Join(names, ",") != "TTND,Guests,Continued" {
+	if strings.Join(names, ",") != "TTND,Guests,Continued,TTND again" {
 		t.Errorf("hashed %v", names)
 	}
 	if len(res.MixedCase) != 1 || res.MixedCase[0].Name != "Board" || res.MixedCase[0].Hashed {
@@ -85,6 +85,23 @@ func TestHashPlaintext(t *testing.T) {
 	}
 	if e := s.Snapshot().Lookup("Mixed123"); e == nil {
 		t.Error("a hashed mixed-case key no longer matches exactly")
+	}
+}
+
+// A key already hashed on an earlier line and in plaintext on a later one:
+// the report names the line that was rewritten.
+func TestHashPlaintextReportsTheRewrittenLine(t *testing.T) {
+	s := openTest(t, "sha256:"+HashKey("abc")+"=Old; rooms=x\nabc=New\n")
+	res, err := s.HashPlaintext(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Hashed) != 1 || res.Hashed[0].Name != "New" || res.Hashed[0].Line != 2 {
+		t.Errorf("reported %+v, want New on line 2", res.Hashed)
+	}
+	want := "sha256:" + HashKey("abc") + "=Old; rooms=x\nsha256:" + HashKey("abc") + "=New\n"
+	if got := readFile(t, s.Path()); got != want {
+		t.Errorf("file: %q", got)
 	}
 }
 

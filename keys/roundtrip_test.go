@@ -163,6 +163,14 @@ func FuzzParseSaveParse(f *testing.F) {
 				t.Fatalf("entry %d changed by an add: %+v", i, added.entries[i])
 			}
 		}
+		// 2b. Hashing the plaintext keys in place keeps every record, key,
+		// name and attribute; only the rewritten entries change form.
+		for _, mixedCase := range []bool{false, true} {
+			out, hashed, _ := hashDoc(d, mixedCase)
+			if h := parse("f", out); !hashedAsIntended(d, h, hashed) {
+				t.Fatalf("hashing (mixed case %v) changed the file's meaning: %v\n%q\nfrom %q", mixedCase, h.errs, out, data)
+			}
+		}
 		if len(d.entries) == 0 {
 			return
 		}
