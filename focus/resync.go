@@ -45,7 +45,7 @@ func (f *Focus) resync(c *conn, r *room) {
 			// or lost with the connection it was written on. Send it again
 			// (setting none twice is harmless), never take them back.
 			aff := f.affiliationIQ(r, bare, "none", "Your membership was withdrawn")
-			f.logIQResult(c, aff, "removing membership again", "room", f.logRoom(r.jid), "jid", bare)
+			f.trackRemoval(c, r, aff, bare, "removing membership again")
 			again = append(again, aff)
 			continue
 		}

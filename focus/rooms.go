@@ -52,13 +52,20 @@ const (
 
 // noteRevoked remembers that bare's membership was just removed, so a member
 // list read or a grant written around the same time cannot bring it back.
+// A removal stays pending (remembered without a time limit) until Prosody
+// confirms it (confirmRevoked); from then on it is remembered for
+// revokedTTL. A removal lost with its connection thus stays known until a
+// resync finds the membership still there and sends the removal again.
 func (r *room) noteRevoked(bare string, now time.Time) {
 	if r.revoked == nil {
 		r.revoked = make(map[string]time.Time)
 	}
-	if len(r.revoked) >= maxRevoked {
+	if _, ok := r.revoked[bare]; !ok && len(r.revoked) >= maxRevoked {
 		oldest, ot := "", time.Time{}
 		for b, t := range r.revoked {
+			if t.IsZero() {
+				continue // pending: never dropped for its age
+			}
 			if now.Sub(t) > revokedTTL {
 				delete(r.revoked, b)
 				continue
@@ -68,17 +75,31 @@ func (r *room) noteRevoked(bare string, now time.Time) {
 			}
 		}
 		if len(r.revoked) >= maxRevoked {
+			if oldest == "" { // every one pending: the bound wins
+				for b := range r.revoked {
+					oldest = b
+					break
+				}
+			}
 			delete(r.revoked, oldest)
 		}
 	}
-	r.revoked[bare] = now
+	r.revoked[bare] = time.Time{}
+}
+
+// confirmRevoked records that Prosody applied the removal of bare's
+// membership at now: it is remembered for revokedTTL from then on.
+func (r *room) confirmRevoked(bare string, now time.Time) {
+	if t, ok := r.revoked[bare]; ok && t.IsZero() {
+		r.revoked[bare] = now
+	}
 }
 
 // recentlyRevoked reports whether bare's membership was removed by the focus
-// within revokedTTL.
+// and the removal is not confirmed yet, or was confirmed within revokedTTL.
 func (r *room) recentlyRevoked(bare string, now time.Time) bool {
 	t, ok := r.revoked[bare]
-	return ok && now.Sub(t) <= revokedTTL
+	return ok && (t.IsZero() || now.Sub(t) <= revokedTTL)
 }
 
 func newRoom(jid, local string, now time.Time) *room {
@@ -195,6 +216,24 @@ func (f *Focus) logIQResult(c *conn, iq *xmppEl, what string, attrs ...any) {
 		if err != nil && err != errDisconnected {
 			f.log.Warn(what+" failed", append(attrs, "err", err)...)
 		}
+	})
+}
+
+// trackRemoval follows a change of bare's affiliation to none in r: a
+// failure is logged, and Prosody's confirmation ends the removal's pending
+// state (see noteRevoked). It never takes f.mu before the answer arrives, so
+// it may be called with f.mu held.
+func (f *Focus) trackRemoval(c *conn, r *room, aff *xmppEl, bare, what string) {
+	c.track(aff, func(_ *xmppEl, err error) {
+		if err != nil {
+			if err != errDisconnected {
+				f.log.Warn(what+" failed", "room", f.logRoom(r.jid), "jid", bare, "err", err)
+			}
+			return
+		}
+		f.mu.Lock()
+		r.confirmRevoked(bare, f.now())
+		f.mu.Unlock()
 	})
 }
 
@@ -405,7 +444,7 @@ func (f *Focus) reRevokeLocked(c *conn, r *room, granted map[string]*admission) 
 		}
 		f.log.Info("removing membership again: a grant written around its revocation", "room", f.logRoom(r.jid), "jid", bare)
 		aff := f.affiliationIQ(r, bare, "none", "Your client key is no longer valid")
-		f.logIQResult(c, aff, "removing membership", "room", f.logRoom(r.jid), "jid", bare)
+		f.trackRemoval(c, r, aff, bare, "removing membership")
 		out = append(out, aff)
 	}
 	return out
@@ -667,7 +706,7 @@ func (f *Focus) enforceCollectLocked(actor string) (*conn, []*xmppEl) {
 					Member: &Member{JID: bare, KeyID: a.KeyID, Fingerprint: a.Fingerprint, Client: a.Client}})
 			}
 			aff := f.affiliationIQ(r, bare, "none", why)
-			f.logIQResult(c, aff, "removing membership", "room", f.logRoom(r.jid), "jid", bare)
+			f.trackRemoval(c, r, aff, bare, "removing membership")
 			roomOut = append(roomOut, aff)
 		}
 		if removedAny && r.ready {
@@ -774,7 +813,7 @@ func (f *Focus) RemoveMember(ctx context.Context, roomName, nick, reason string)
 	kick := f.kickIQ(r, nick, reason)
 	aff := f.affiliationIQ(r, bare, "none", reason)
 	f.mu.Unlock()
-	f.logIQResult(c, aff, "removing membership", "room", f.logRoom(r.jid), "jid", bare)
+	f.trackRemoval(c, r, aff, bare, "removing membership")
 	res := make(chan error, 1)
 	c.track(kick, func(_ *xmppEl, err error) { res <- err })
 	if err := c.send(ctx, kick, aff); err != nil {

@@ -1,6 +1,7 @@
 package focus
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -150,5 +151,45 @@ func TestRepliesMustComeFromTheAddressee(t *testing.T) {
 	c.deliver(real)
 	if len(got) != 1 || got[0] != "Room@conference.meet.example" {
 		t.Fatalf("the real reply was not delivered: %v", got)
+	}
+}
+
+// A removal is remembered while Prosody has not confirmed it, whatever its
+// age; once confirmed, for revokedTTL. The bound drops confirmed ones first.
+func TestRevokedMemory(t *testing.T) {
+	t0 := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	r := newRoom("r@conference.meet.example", "r", t0)
+	r.noteRevoked("lost@x", t0)
+	r.noteRevoked("done@x", t0)
+	r.confirmRevoked("done@x", t0)
+	late := t0.Add(revokedTTL + time.Minute)
+	if !r.recentlyRevoked("lost@x", late) {
+		t.Error("an unconfirmed removal was forgotten after revokedTTL")
+	}
+	if r.recentlyRevoked("done@x", late) || !r.recentlyRevoked("done@x", t0.Add(revokedTTL)) {
+		t.Error("a confirmed removal is not remembered for exactly revokedTTL")
+	}
+	r.confirmRevoked("lost@x", late)
+	if !r.recentlyRevoked("lost@x", late.Add(revokedTTL)) || r.recentlyRevoked("lost@x", late.Add(revokedTTL+time.Second)) {
+		t.Error("the TTL does not start at the confirmation")
+	}
+	if r.recentlyRevoked("never@x", t0) {
+		t.Error("a JID never removed counts as removed")
+	}
+
+	// Full: confirmed ones go first (oldest first), pending ones stay.
+	r = newRoom("r@conference.meet.example", "r", t0)
+	r.noteRevoked("pending@x", t0)
+	for i := range maxRevoked - 1 {
+		b := fmt.Sprintf("c%d@x", i)
+		r.noteRevoked(b, t0)
+		r.confirmRevoked(b, t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	r.noteRevoked("new@x", t0.Add(time.Second))
+	if len(r.revoked) != maxRevoked {
+		t.Fatalf("%d remembered, bound %d", len(r.revoked), maxRevoked)
+	}
+	if !r.recentlyRevoked("pending@x", t0) || !r.recentlyRevoked("new@x", t0) || r.recentlyRevoked("c0@x", t0) || !r.recentlyRevoked("c1@x", t0) {
+		t.Error("the bound dropped the wrong removal")
 	}
 }
