@@ -3,6 +3,7 @@ package focus
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -164,6 +165,50 @@ func TestResyncNeverTakesBackRevoked(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A removal Prosody has not confirmed survives a restart of the focus in the
+// state file: the focus that starts next sends it again when Prosody still
+// lists the person as a member, instead of taking them back as a member with
+// an unknown key.
+func TestUnconfirmedRemovalSurvivesRestart(t *testing.T) {
+	e := newEnv(t, baseKeys+"kf_bravo=Bravo\n")
+	statePath := filepath.Join(t.TempDir(), "state.json")
+	f := e.startFocus(func(c *Config) { c.StatePath = statePath })
+	e.admitJoin(e.dial(), "lost", "kf_alpha", "alice")
+	bob := e.dial()
+	e.admitJoin(bob, "lost", "kf_bravo", "bob")
+	bare := strings.ToLower(bob.Bare())
+
+	// The removal is written and lost: the focus has dropped the admission,
+	// Prosody never saw the change.
+	f.mu.Lock()
+	r := f.rooms[e.room("lost")]
+	delete(r.admitted, bare)
+	r.noteRevoked(bare, f.now())
+	f.markDirty()
+	f.mu.Unlock()
+	eventually(t, "the pending removal in the state file", func() bool {
+		b, _ := os.ReadFile(statePath)
+		return strings.Contains(string(b), `"removing"`) && strings.Contains(string(b), bare)
+	})
+	e.stopFocus()
+
+	e.startFocus(func(c *Config) { c.StatePath = statePath })
+	if rm := waitRemoved(t, bob, e.room("lost")); rm.Status != 321 {
+		t.Errorf("bob removed with status %d, want 321", rm.Status)
+	}
+	if se := joinErr(t, bob, e.room("lost"), "bob"); se.Condition != "registration-required" {
+		t.Errorf("bob joins again: %s", se.Condition)
+	}
+	if strings.Contains(e.logs.String(), "has members keyfocus has no admission") {
+		t.Error("bob was taken back as an unknown-key member")
+	}
+	// Once Prosody confirmed it, the state file no longer lists it.
+	eventually(t, "the confirmed removal out of the state file", func() bool {
+		b, _ := os.ReadFile(statePath)
+		return !strings.Contains(string(b), `"removing"`)
+	})
 }
 
 // BenchmarkRevokedWhileDown restarts the focus with a key revoked while it

@@ -89,10 +89,12 @@ func (r *room) noteRevoked(bare string, now time.Time) {
 
 // confirmRevoked records that Prosody applied the removal of bare's
 // membership at now: it is remembered for revokedTTL from then on.
-func (r *room) confirmRevoked(bare string, now time.Time) {
+func (r *room) confirmRevoked(bare string, now time.Time) bool {
 	if t, ok := r.revoked[bare]; ok && t.IsZero() {
 		r.revoked[bare] = now
+		return true
 	}
+	return false
 }
 
 // recentlyRevoked reports whether bare's membership was removed by the focus
@@ -232,7 +234,9 @@ func (f *Focus) trackRemoval(c *conn, r *room, aff *xmppEl, bare, what string) {
 			return
 		}
 		f.mu.Lock()
-		r.confirmRevoked(bare, f.now())
+		if r.confirmRevoked(bare, f.now()) {
+			f.markDirty() // the state file no longer needs to list it
+		}
 		f.mu.Unlock()
 	})
 }

@@ -30,6 +30,10 @@ type stateRoom struct {
 	Shown      string       `json:"shown,omitempty"` // how logs show a sealed room`
 	Created    time.Time    `json:"created"`
 	Admissions []*admission `json:"admissions"`
+	// Removing lists the bare JIDs whose removal Prosody had not confirmed
+	// yet: after a restart, resync sends it again if Prosody still lists
+	// them as members (see room.noteRevoked).
+	Removing []string `json:"removing,omitempty"`
 }
 
 const stateVersion = 1
@@ -103,6 +107,11 @@ func (f *Focus) loadState() {
 				n++
 			}
 		}
+		for _, bare := range sr.Removing {
+			if bare = strings.ToLower(bare); bare != "" && r.admitted[bare] == nil {
+				r.noteRevoked(bare, f.now())
+			}
+		}
 		f.rooms[r.jid] = r
 	}
 	f.log.Info("state loaded", "path", f.cfg.StatePath, "rooms", len(st.Rooms), "admissions", n)
@@ -166,6 +175,12 @@ func (f *Focus) saveNow() {
 			sr.Admissions = append(sr.Admissions, &cp)
 		}
 		sort.Slice(sr.Admissions, func(i, j int) bool { return sr.Admissions[i].JID < sr.Admissions[j].JID })
+		for bare, t := range r.revoked {
+			if t.IsZero() {
+				sr.Removing = append(sr.Removing, bare)
+			}
+		}
+		sort.Strings(sr.Removing)
 		st.Rooms = append(st.Rooms, sr)
 	}
 	f.mu.Unlock()
