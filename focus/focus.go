@@ -146,10 +146,14 @@ type Focus struct {
 	tarpitted atomic.Int64 // refusals waiting out the flood tarpit
 	leaving   bool         // rooms are being left: no admissions at all
 	rederive  bool         // the state file was lost: find the rooms on the next connect
-	limiter   *limiter
-	expiry    *time.Timer // next expiry check
-	expiryAt  time.Time
-	creating  sync.WaitGroup
+	// endedRemovals holds, by room JID, the bare JIDs whose removal Prosody
+	// had not confirmed when their room ended: sent again on every connect
+	// until confirmed (see removals.go).
+	endedRemovals map[string]map[string]bool
+	limiter       *limiter
+	expiry        *time.Timer // next expiry check
+	expiryAt      time.Time
+	creating      sync.WaitGroup
 
 	dirty chan struct{} // state file needs writing
 	saved chan struct{} // closed by the saver when it stops
@@ -375,6 +379,7 @@ func (f *Focus) onConnected(c *conn) {
 	// their own, ahead of every room's re-join: Prosody takes the change
 	// of affiliation from the admin without the focus in the room.
 	_, removals := f.enforceCollectLocked("revocation")
+	removals = append(removals, f.pendingRemovalsLocked(c)...)
 	rederive := f.rederive
 	f.rederive = false
 	f.mu.Unlock()

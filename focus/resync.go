@@ -34,6 +34,17 @@ func (f *Focus) resync(c *conn, r *room) {
 	now := f.now()
 	var unknown []string
 	var again []*xmppEl
+	listed := make(map[string]bool)
+	for _, it := range res.Child(nsMUCAdmin, "query").All("", "item") {
+		listed[strings.ToLower(it.Get("jid"))] = true
+	}
+	// A pending removal of someone the list does not hold is done: Prosody
+	// applied it, and only its answer was lost.
+	for bare, t := range r.revoked {
+		if t.IsZero() && !listed[bare] && r.confirmRevoked(bare, now) {
+			f.markDirty()
+		}
+	}
 	for _, it := range res.Child(nsMUCAdmin, "query").All("", "item") {
 		bare := strings.ToLower(it.Get("jid"))
 		if bare == "" || strings.ContainsRune(bare, '/') || r.admitted[bare] != nil {

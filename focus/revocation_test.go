@@ -3,6 +3,8 @@ package focus
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -209,6 +211,117 @@ func TestUnconfirmedRemovalSurvivesRestart(t *testing.T) {
 		b, _ := os.ReadFile(statePath)
 		return !strings.Contains(string(b), `"removing"`)
 	})
+}
+
+// A revocation that ends its room (the revoked person was the last member)
+// written on a connection that has just died: the room is forgotten at once,
+// but its removal is not. It is sent again after the reconnect, so the person
+// is out of the room Prosody still holds and cannot come back.
+func TestLostRemovalOfAnEndedRoom(t *testing.T) {
+	e := newEnv(t, baseKeys+"kf_bravo=Bravo\n")
+	f := e.startFocus(nil)
+	bob := e.dial()
+	e.admitJoin(bob, "solo", "kf_bravo", "bob")
+	revoked := snapshotOf(t, baseKeys)
+
+	// Under one hold of the lock: the connection dies, then the key is
+	// revoked, so the removal is written on the dead connection.
+	f.mu.Lock()
+	_ = f.conn.netConn.Close()
+	f.snap = revoked
+	f.enforceLocked("revocation")
+	_, still := f.rooms[e.room("solo")]
+	f.mu.Unlock()
+	if still {
+		t.Fatal("the room did not end with its last member's revocation")
+	}
+	if rm := waitRemoved(t, bob, e.room("solo")); rm.Status != 321 {
+		t.Errorf("bob removed with status %d, want 321", rm.Status)
+	}
+	if se := joinErr(t, bob, e.room("solo"), "bob"); se.Condition != "registration-required" {
+		t.Errorf("bob joins again: %s", se.Condition)
+	}
+	eventually(t, "the removal confirmed", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return len(f.endedRemovals) == 0
+	})
+}
+
+// A person whose removal is still pending asks again with a valid key. The
+// removal that resync sends again may reach Prosody after the new grant; its
+// answer then grants the membership once more, so whoever is told "ready"
+// is a member.
+func TestReadmittedDuringPendingRemovalKeepsMembership(t *testing.T) {
+	e := newEnv(t, baseKeys+"kf_bravo=Bravo\nkf_charlie=Charlie\n")
+	f := e.startFocus(nil)
+	e.admitJoin(e.dial(), "race", "kf_alpha", "alice")
+	bob := e.dial()
+	e.admitJoin(bob, "race", "kf_bravo", "bob")
+	bare := strings.ToLower(bob.Bare())
+	room := e.room("race")
+	for i := range 12 {
+		f.mu.Lock()
+		r := f.rooms[room]
+		c := f.conn
+		delete(r.admitted, bare)
+		r.noteRevoked(bare, f.now()) // written and lost
+		// Hold the lock so that the resync and bob's request both wait for
+		// it and then run in either order.
+		done := make(chan struct{})
+		go func() { f.resync(c, r); close(done) }()
+		repc := make(chan *simulate.Reply, 1)
+		go func() {
+			key := []string{"kf_charlie", "kf_bravo"}[i%2]
+			ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+			defer cancel()
+			rep, _ := bob.RequestConference(ctx, simulate.Request{Focus: e.srv.Component, Room: room, Key: key})
+			repc <- rep
+		}()
+		time.Sleep(50 * time.Millisecond)
+		f.mu.Unlock()
+		if rep := <-repc; rep == nil || !rep.Admitted() {
+			t.Fatalf("round %d: not admitted: %+v", i, rep)
+		}
+		<-done
+		// Every answer is in once a ping comes back (Prosody answers in order).
+		eventually(t, "bob a member again", func() bool { return memberList(t, f, room)[bare] })
+	}
+}
+
+// snapshotOf returns the snapshot of a key file with content.
+func snapshotOf(t *testing.T, content string) *keys.Snapshot {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "keys.properties")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := keys.OpenWith(p, keys.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Snapshot()
+}
+
+// memberList reads the room's member list from Prosody.
+func memberList(t *testing.T, f *Focus, room string) map[string]bool {
+	t.Helper()
+	f.mu.Lock()
+	c := f.conn
+	f.mu.Unlock()
+	q := newEl("", "iq", "type", "get", "from", f.cfg.Component+"/"+Nick, "to", room).Add(
+		newEl(nsMUCAdmin, "query").Add(newEl("", "item", "affiliation", "member")))
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	res, err := c.iq(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]bool{}
+	for _, it := range res.Child(nsMUCAdmin, "query").All("", "item") {
+		m[strings.ToLower(it.Get("jid"))] = true
+	}
+	return m
 }
 
 // BenchmarkRevokedWhileDown restarts the focus with a key revoked while it

@@ -221,26 +221,6 @@ func (f *Focus) logIQResult(c *conn, iq *xmppEl, what string, attrs ...any) {
 	})
 }
 
-// trackRemoval follows a change of bare's affiliation to none in r: a
-// failure is logged, and Prosody's confirmation ends the removal's pending
-// state (see noteRevoked). It never takes f.mu before the answer arrives, so
-// it may be called with f.mu held.
-func (f *Focus) trackRemoval(c *conn, r *room, aff *xmppEl, bare, what string) {
-	c.track(aff, func(_ *xmppEl, err error) {
-		if err != nil {
-			if err != errDisconnected {
-				f.log.Warn(what+" failed", "room", f.logRoom(r.jid), "jid", bare, "err", err)
-			}
-			return
-		}
-		f.mu.Lock()
-		if r.confirmRevoked(bare, f.now()) {
-			f.markDirty() // the state file no longer needs to list it
-		}
-		f.mu.Unlock()
-	})
-}
-
 // setupRoom joins (creating if needed) and configures r, grants membership
 // to every valid admission, then answers the requests waiting for it. All of
 // it goes to Prosody in one write: the room is members-only before any other
@@ -492,6 +472,7 @@ func (f *Focus) endRoomLocked(c *conn, r *room, reason, actor string) []*xmppEl 
 	r.ending = true
 	r.stopTimer()
 	delete(f.rooms, r.jid)
+	f.keepEndedRemovalsLocked(r)
 	for nick, m := range r.members {
 		if rm, ok := r.removing[nick]; ok {
 			// Being removed in the same write (the revocation that ends the room).

@@ -23,6 +23,9 @@ type stateFile struct {
 	Version int         `json:"version"`
 	Saved   time.Time   `json:"saved"`
 	Rooms   []stateRoom `json:"rooms"`
+	// Ended lists rooms that ended with removals Prosody had not confirmed
+	// (Room and Removing set): sent again on the next connect.
+	Ended []stateRoom `json:"ended,omitempty"`
 }
 
 type stateRoom struct {
@@ -114,6 +117,19 @@ func (f *Focus) loadState() {
 		}
 		f.rooms[r.jid] = r
 	}
+	for _, sr := range st.Ended {
+		j, err := f.openRoom(sr.Room)
+		if err != nil || sr.Room == "" {
+			continue
+		}
+		stub := &room{jid: j}
+		for _, bare := range sr.Removing {
+			if bare = strings.ToLower(bare); bare != "" {
+				stub.noteRevoked(bare, f.now())
+			}
+		}
+		f.keepEndedRemovalsLocked(stub)
+	}
 	f.log.Info("state loaded", "path", f.cfg.StatePath, "rooms", len(st.Rooms), "admissions", n)
 }
 
@@ -183,8 +199,22 @@ func (f *Focus) saveNow() {
 		sort.Strings(sr.Removing)
 		st.Rooms = append(st.Rooms, sr)
 	}
+	for jid, set := range f.endedRemovals {
+		sealed, err := f.sealRoom(jid)
+		if err != nil {
+			f.log.Error("state file: cannot seal a room name; its pending removals left out", "room", f.logRoom(jid), "err", err)
+			continue
+		}
+		sr := stateRoom{Room: sealed}
+		for bare := range set {
+			sr.Removing = append(sr.Removing, bare)
+		}
+		sort.Strings(sr.Removing)
+		st.Ended = append(st.Ended, sr)
+	}
 	f.mu.Unlock()
 	sort.Slice(st.Rooms, func(i, j int) bool { return st.Rooms[i].Room < st.Rooms[j].Room })
+	sort.Slice(st.Ended, func(i, j int) bool { return st.Ended[i].Room < st.Ended[j].Room })
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err == nil {
 		err = writeAtomic(f.cfg.StatePath, append(data, '\n'))
