@@ -150,6 +150,9 @@ type Focus struct {
 	// had not confirmed when their room ended: sent again on every connect
 	// until confirmed (see removals.go).
 	endedRemovals map[string]map[string]bool
+	// endedDestroys holds the destroys of ended rooms that Prosody has not
+	// answered yet, with their reasons: sent again on every connect.
+	endedDestroys map[string]string
 	limiter       *limiter
 	expiry        *time.Timer // next expiry check
 	expiryAt      time.Time

@@ -24,7 +24,8 @@ import (
 
 // trackRemoval follows a change of bare's affiliation to none in r. It never
 // takes f.mu before the answer arrives, so it may be called with f.mu held.
-func (f *Focus) trackRemoval(c *conn, r *room, aff *xmppEl, bare, what string) {
+// gen is the removal's generation (room.noteRevoked; 0 for a room that ended).
+func (f *Focus) trackRemoval(c *conn, r *room, aff *xmppEl, bare string, gen uint64, what string) {
 	c.track(aff, func(_ *xmppEl, err error) {
 		var se *iqError
 		switch {
@@ -38,7 +39,7 @@ func (f *Focus) trackRemoval(c *conn, r *room, aff *xmppEl, bare, what string) {
 			return
 		}
 		f.mu.Lock()
-		dirty := r.confirmRevoked(bare, f.now())
+		dirty := r.confirmRevoked(bare, gen, f.now())
 		if set := f.endedRemovals[r.jid]; set[bare] {
 			delete(set, bare)
 			if len(set) == 0 {
@@ -109,7 +110,7 @@ func (f *Focus) pendingRemovalsLocked(c *conn) []*xmppEl {
 				continue
 			}
 			aff := f.affiliationIQ(r, bare, "none", reason)
-			f.trackRemoval(c, r, aff, bare, "removing membership again")
+			f.trackRemoval(c, r, aff, bare, r.noteRevoked(bare, f.now()), "removing membership again")
 			out = append(out, aff)
 		}
 	}
@@ -122,15 +123,68 @@ func (f *Focus) pendingRemovalsLocked(c *conn) []*xmppEl {
 				continue
 			}
 			aff := f.affiliationIQ(stub, bare, "none", reason)
-			f.trackRemoval(c, stub, aff, bare, "removing membership again")
+			f.trackRemoval(c, stub, aff, bare, 0, "removing membership again")
 			out = append(out, aff)
 		}
 		if len(set) == 0 {
 			delete(f.endedRemovals, jid)
 		}
 	}
+	removals := len(out)
+	for jid, reason := range f.endedDestroys {
+		if f.rooms[jid] != nil {
+			// Opened again under the same name since: that room is managed,
+			// and its members are those admitted to it.
+			delete(f.endedDestroys, jid)
+			continue
+		}
+		d := f.destroyIQ(&room{jid: jid}, reason)
+		f.trackDestroy(c, jid, d)
+		out = append(out, d)
+	}
 	if len(out) > 0 {
-		f.log.Info("sending removals Prosody has not confirmed again", "removals", len(out))
+		f.log.Info("sending again what Prosody has not confirmed", "removals", removals, "room_ends", len(out)-removals)
 	}
 	return out
+}
+
+// noteDestroyLocked records that the room jid is being destroyed: pending
+// until Prosody answers (see destroyAnswered), saved in the state file.
+func (f *Focus) noteDestroyLocked(jid, reason string) {
+	if f.endedDestroys == nil {
+		f.endedDestroys = make(map[string]string)
+	}
+	f.endedDestroys[jid] = reason
+}
+
+// trackDestroy follows the destroy of room jid on c. It never takes f.mu
+// before the answer arrives, so it may be called with f.mu held.
+func (f *Focus) trackDestroy(c *conn, jid string, d *xmppEl) {
+	c.track(d, func(_ *xmppEl, err error) {
+		if err == errDisconnected {
+			return // still pending: sent again on the next connect
+		}
+		f.destroyAnswered(jid, err)
+	})
+}
+
+// destroyAnswered ends the pending destroy of room jid once Prosody has
+// answered it. A room that is gone (item-not-found) counts as destroyed;
+// another error is logged and not retried, since asking again would get the
+// same answer.
+func (f *Focus) destroyAnswered(jid string, err error) {
+	var se *iqError
+	switch {
+	case err == nil, errors.As(err, &se) && se.Condition == "item-not-found":
+	case err == errDisconnected || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		return
+	default:
+		f.log.Warn("ending room failed", "room", f.logRoom(jid), "err", err)
+	}
+	f.mu.Lock()
+	if _, ok := f.endedDestroys[jid]; ok {
+		delete(f.endedDestroys, jid)
+		f.markDirty()
+	}
+	f.mu.Unlock()
 }

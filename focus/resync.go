@@ -17,6 +17,17 @@ import (
 func (f *Focus) resync(c *conn, r *room) {
 	q := newEl("", "iq", "type", "get", "from", f.cfg.Component+"/"+Nick, "to", r.jid).Add(
 		newEl(nsMUCAdmin, "query").Add(newEl("", "item", "affiliation", "member")))
+	// The removals pending when the list is asked for: one the list does
+	// not hold was applied (only its answer was lost). A removal written
+	// later has a newer generation and is left alone.
+	f.mu.Lock()
+	asked := make(map[string]uint64)
+	for bare, t := range r.revoked {
+		if t.IsZero() {
+			asked[bare] = r.revGen[bare]
+		}
+	}
+	f.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	res, err := c.iq(ctx, q)
@@ -40,8 +51,8 @@ func (f *Focus) resync(c *conn, r *room) {
 	}
 	// A pending removal of someone the list does not hold is done: Prosody
 	// applied it, and only its answer was lost.
-	for bare, t := range r.revoked {
-		if t.IsZero() && !listed[bare] && r.confirmRevoked(bare, now) {
+	for bare, gen := range asked {
+		if !listed[bare] && r.confirmRevoked(bare, gen, now) {
 			f.markDirty()
 		}
 	}
@@ -56,7 +67,8 @@ func (f *Focus) resync(c *conn, r *room) {
 			// or lost with the connection it was written on. Send it again
 			// (setting none twice is harmless), never take them back.
 			aff := f.affiliationIQ(r, bare, "none", "Your membership was withdrawn")
-			f.trackRemoval(c, r, aff, bare, "removing membership again")
+			f.trackRemoval(c, r, aff, bare, r.noteRevoked(bare, now), "removing membership again")
+			f.markDirty()
 			again = append(again, aff)
 			continue
 		}

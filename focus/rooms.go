@@ -36,7 +36,9 @@ type room struct {
 	removing map[string]removal    // nicks we are removing, by nick
 	stale    map[string]bool       // members not yet seen again after a rejoin
 	revoked  map[string]time.Time  // bare JIDs whose membership the focus removed, when (bounded, see noteRevoked)
-	timer    *time.Timer           // empty-room grace
+	revGen   map[string]uint64     // the latest removal of each JID in revoked (see confirmRevoked)
+	gen      uint64
+	timer    *time.Timer // empty-room grace
 	ending   bool
 }
 
@@ -54,11 +56,15 @@ const (
 // list read or a grant written around the same time cannot bring it back.
 // A removal stays pending (remembered without a time limit) until Prosody
 // confirms it (confirmRevoked); from then on it is remembered for
-// revokedTTL. A removal lost with its connection thus stays known until a
-// resync finds the membership still there and sends the removal again.
-func (r *room) noteRevoked(bare string, now time.Time) {
+// revokedTTL. A removal lost with its connection thus stays known, and is
+// sent again (see removals.go).
+//
+// It returns the removal's generation: only the answer to the latest
+// removal of bare confirms it.
+func (r *room) noteRevoked(bare string, now time.Time) uint64 {
 	if r.revoked == nil {
 		r.revoked = make(map[string]time.Time)
+		r.revGen = make(map[string]uint64)
 	}
 	if _, ok := r.revoked[bare]; !ok && len(r.revoked) >= maxRevoked {
 		oldest, ot := "", time.Time{}
@@ -68,6 +74,7 @@ func (r *room) noteRevoked(bare string, now time.Time) {
 			}
 			if now.Sub(t) > revokedTTL {
 				delete(r.revoked, b)
+				delete(r.revGen, b)
 				continue
 			}
 			if oldest == "" || t.Before(ot) {
@@ -82,14 +89,23 @@ func (r *room) noteRevoked(bare string, now time.Time) {
 				}
 			}
 			delete(r.revoked, oldest)
+			delete(r.revGen, oldest)
 		}
 	}
+	r.gen++
 	r.revoked[bare] = time.Time{}
+	r.revGen[bare] = r.gen
+	return r.gen
 }
 
 // confirmRevoked records that Prosody applied the removal of bare's
-// membership at now: it is remembered for revokedTTL from then on.
-func (r *room) confirmRevoked(bare string, now time.Time) bool {
+// membership of generation gen (0: whichever is latest) at now: it is
+// remembered for revokedTTL from then on. The answer to an older removal
+// confirms nothing: a newer one may still be on its way.
+func (r *room) confirmRevoked(bare string, gen uint64, now time.Time) bool {
+	if gen != 0 && r.revGen[bare] != gen {
+		return false
+	}
 	if t, ok := r.revoked[bare]; ok && t.IsZero() {
 		r.revoked[bare] = now
 		return true
@@ -428,7 +444,8 @@ func (f *Focus) reRevokeLocked(c *conn, r *room, granted map[string]*admission) 
 		}
 		f.log.Info("removing membership again: a grant written around its revocation", "room", f.logRoom(r.jid), "jid", bare)
 		aff := f.affiliationIQ(r, bare, "none", "Your client key is no longer valid")
-		f.trackRemoval(c, r, aff, bare, "removing membership")
+		f.trackRemoval(c, r, aff, bare, r.noteRevoked(bare, now), "removing membership")
+		f.markDirty() // pending again: into the state file
 		out = append(out, aff)
 	}
 	return out
@@ -489,7 +506,8 @@ func (f *Focus) endRoomLocked(c *conn, r *room, reason, actor string) []*xmppEl 
 		return nil
 	}
 	d := f.destroyIQ(r, reason)
-	f.logIQResult(c, d, "ending room", "room", f.logRoom(r.jid))
+	f.noteDestroyLocked(r.jid, reason)
+	f.trackDestroy(c, r.jid, d)
 	return []*xmppEl{d}
 }
 
@@ -669,7 +687,7 @@ func (f *Focus) enforceCollectLocked(actor string) (*conn, []*xmppEl) {
 				who = "revocation" // a retry of a revocation runs on the expiry timer
 			}
 			delete(r.admitted, bare)
-			r.noteRevoked(bare, now)
+			gen := r.noteRevoked(bare, now)
 			f.markDirty()
 			removedAny = true
 			f.log.Info("revoking membership", "room", f.logRoom(r.jid), "jid", bare, "fingerprint", a.Fingerprint, "client", a.Client, "reason", why, "room_ready", r.ready)
@@ -691,7 +709,7 @@ func (f *Focus) enforceCollectLocked(actor string) (*conn, []*xmppEl) {
 					Member: &Member{JID: bare, KeyID: a.KeyID, Fingerprint: a.Fingerprint, Client: a.Client}})
 			}
 			aff := f.affiliationIQ(r, bare, "none", why)
-			f.trackRemoval(c, r, aff, bare, "removing membership")
+			f.trackRemoval(c, r, aff, bare, gen, "removing membership")
 			roomOut = append(roomOut, aff)
 		}
 		if removedAny && r.ready {
@@ -793,12 +811,12 @@ func (f *Focus) RemoveMember(ctx context.Context, roomName, nick, reason string)
 	bare := bareOf(m.JID)
 	r.removing[nick] = removal{actor: "operator", reason: reason}
 	delete(r.admitted, bare)
-	r.noteRevoked(bare, f.now())
+	gen := r.noteRevoked(bare, f.now())
 	f.markDirty()
 	kick := f.kickIQ(r, nick, reason)
 	aff := f.affiliationIQ(r, bare, "none", reason)
 	f.mu.Unlock()
-	f.trackRemoval(c, r, aff, bare, "removing membership")
+	f.trackRemoval(c, r, aff, bare, gen, "removing membership")
 	res := make(chan error, 1)
 	c.track(kick, func(_ *xmppEl, err error) { res <- err })
 	if err := c.send(ctx, kick, aff); err != nil {
@@ -837,9 +855,12 @@ func (f *Focus) EndRoom(ctx context.Context, roomName, reason string) error {
 	}
 	f.publishLocked(Event{Kind: EvRoomEnded, Room: r.jid, Reason: reason, Actor: "operator"})
 	f.markDirty()
+	f.keepEndedRemovalsLocked(r)
+	f.noteDestroyLocked(r.jid, reason)
 	d := f.destroyIQ(r, reason)
 	f.mu.Unlock()
 	f.log.Info("room ended", "room", f.logRoom(r.jid), "reason", reason, "by", "operator")
 	_, err := c.iq(ctx, d)
+	f.destroyAnswered(r.jid, err)
 	return err
 }

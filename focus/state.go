@@ -37,6 +37,9 @@ type stateRoom struct {
 	// yet: after a restart, resync sends it again if Prosody still lists
 	// them as members (see room.noteRevoked).
 	Removing []string `json:"removing,omitempty"`
+	// Destroy, in Ended only, is the reason of a destroy Prosody had not
+	// answered: sent again on the next connect.
+	Destroy string `json:"destroy,omitempty"`
 }
 
 const stateVersion = 1
@@ -118,8 +121,12 @@ func (f *Focus) loadState() {
 		f.rooms[r.jid] = r
 	}
 	for _, sr := range st.Ended {
+		if sr.Room == "" {
+			continue
+		}
 		j, err := f.openRoom(sr.Room)
-		if err != nil || sr.Room == "" {
+		if err != nil {
+			f.log.Error("state file: what was pending for an ended room is skipped", "room", sr.Shown, "err", err)
 			continue
 		}
 		stub := &room{jid: j}
@@ -129,6 +136,9 @@ func (f *Focus) loadState() {
 			}
 		}
 		f.keepEndedRemovalsLocked(stub)
+		if sr.Destroy != "" && f.rooms[j] == nil {
+			f.noteDestroyLocked(j, sr.Destroy)
+		}
 	}
 	f.log.Info("state loaded", "path", f.cfg.StatePath, "rooms", len(st.Rooms), "admissions", n)
 }
@@ -199,14 +209,24 @@ func (f *Focus) saveNow() {
 		sort.Strings(sr.Removing)
 		st.Rooms = append(st.Rooms, sr)
 	}
-	for jid, set := range f.endedRemovals {
+	ended := make(map[string]bool)
+	for jid := range f.endedRemovals {
+		ended[jid] = true
+	}
+	for jid := range f.endedDestroys {
+		ended[jid] = true
+	}
+	for jid := range ended {
 		sealed, err := f.sealRoom(jid)
 		if err != nil {
-			f.log.Error("state file: cannot seal a room name; its pending removals left out", "room", f.logRoom(jid), "err", err)
+			f.log.Error("state file: cannot seal a room name; what is pending for it left out", "room", f.logRoom(jid), "err", err)
 			continue
 		}
-		sr := stateRoom{Room: sealed}
-		for bare := range set {
+		sr := stateRoom{Room: sealed, Destroy: f.endedDestroys[jid]}
+		if sealed != jid {
+			sr.Shown = f.logRoom(jid)
+		}
+		for bare := range f.endedRemovals[jid] {
 			sr.Removing = append(sr.Removing, bare)
 		}
 		sort.Strings(sr.Removing)

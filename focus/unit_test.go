@@ -160,8 +160,12 @@ func TestRevokedMemory(t *testing.T) {
 	t0 := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
 	r := newRoom("r@conference.meet.example", "r", t0)
 	r.noteRevoked("lost@x", t0)
-	r.noteRevoked("done@x", t0)
-	r.confirmRevoked("done@x", t0)
+	r.confirmRevoked("done@x", 0, t0) // never removed: nothing to confirm
+	gen := r.noteRevoked("done@x", t0)
+	if r.confirmRevoked("done@x", gen+1, t0) {
+		t.Error("the answer to another removal confirmed this one")
+	}
+	r.confirmRevoked("done@x", gen, t0)
 	late := t0.Add(revokedTTL + time.Minute)
 	if !r.recentlyRevoked("lost@x", late) {
 		t.Error("an unconfirmed removal was forgotten after revokedTTL")
@@ -169,7 +173,12 @@ func TestRevokedMemory(t *testing.T) {
 	if r.recentlyRevoked("done@x", late) || !r.recentlyRevoked("done@x", t0.Add(revokedTTL)) {
 		t.Error("a confirmed removal is not remembered for exactly revokedTTL")
 	}
-	r.confirmRevoked("lost@x", late)
+	older := r.revGen["lost@x"]
+	newer := r.noteRevoked("lost@x", late) // sent again
+	if r.confirmRevoked("lost@x", older, late) || !r.recentlyRevoked("lost@x", late.Add(time.Hour)) {
+		t.Error("the answer to an older removal confirmed a newer one")
+	}
+	r.confirmRevoked("lost@x", newer, late)
 	if !r.recentlyRevoked("lost@x", late.Add(revokedTTL)) || r.recentlyRevoked("lost@x", late.Add(revokedTTL+time.Second)) {
 		t.Error("the TTL does not start at the confirmation")
 	}
@@ -182,8 +191,7 @@ func TestRevokedMemory(t *testing.T) {
 	r.noteRevoked("pending@x", t0)
 	for i := range maxRevoked - 1 {
 		b := fmt.Sprintf("c%d@x", i)
-		r.noteRevoked(b, t0)
-		r.confirmRevoked(b, t0.Add(time.Duration(i)*time.Millisecond))
+		r.confirmRevoked(b, r.noteRevoked(b, t0), t0.Add(time.Duration(i)*time.Millisecond))
 	}
 	r.noteRevoked("new@x", t0.Add(time.Second))
 	if len(r.revoked) != maxRevoked {
