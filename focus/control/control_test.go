@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -421,10 +422,16 @@ func TestClientReconnects(t *testing.T) {
 	go func() { done <- (&Server{Source: src2, Logger: quietLogger()}).Serve(ctx, ln) }()
 	defer func() { cancel(); <-done }()
 
+	// Reconnect attempts come as events until the old subscription closes;
+	// bounded, so a client that never comes back fails rather than hangs.
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		_, ok := recv(t, sub)
 		if !ok {
 			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the client did not reconnect to the new focus within 30s")
 		}
 	}
 	st, sub2 := c.Watch(4)
@@ -464,6 +471,40 @@ func TestDialErrors(t *testing.T) {
 
 // TestListen runs under umask 0: a socket bound at its path with the
 // umask's mode would be 0777 until the chmod.
+// Closing a listener never removes a socket another listener has made at
+// the same path since (a focus started again in the same process, as
+// TestClientReconnects does): it removes only its own file, and before it
+// stops accepting, so whoever waits for Serve to return may listen again.
+func TestCloseLeavesANewerSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "focus.sock")
+	old, err := Listen(path, ListenConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil { // as if replaced
+		t.Fatal(err)
+	}
+	newer, err := Listen(path, ListenConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer newer.Close()
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		t.Fatalf("the newer socket is gone after the old listener closed: %v", err)
+	}
+	c.Close()
+	if err := newer.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the socket file outlives its listener: %v", err)
+	}
+}
+
 func TestListen(t *testing.T) {
 	defer syscall.Umask(syscall.Umask(0))
 	tests := []struct {

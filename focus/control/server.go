@@ -384,18 +384,31 @@ func Listen(path string, cfg ListenConfig) (net.Listener, error) {
 		ln.Close()
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	return &unixListener{UnixListener: ln, path: path}, nil
+	fi, err := os.Lstat(path)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	return &unixListener{UnixListener: ln, path: path, file: fi}, nil
 }
 
 // unixListener removes its socket file when closed.
 type unixListener struct {
 	*net.UnixListener
 	path string
+	file os.FileInfo // the socket file as Listen made it
 	once sync.Once
 }
 
+// Close removes the socket file, if it is still this listener's, and then
+// closes the listener. In that order: once Close has returned, a new
+// listener may be made at the same path at once, and this one must not
+// remove it.
 func (l *unixListener) Close() error {
-	err := l.UnixListener.Close()
-	l.once.Do(func() { os.Remove(l.path) })
-	return err
+	l.once.Do(func() {
+		if fi, err := os.Lstat(l.path); err == nil && os.SameFile(fi, l.file) {
+			os.Remove(l.path)
+		}
+	})
+	return l.UnixListener.Close()
 }
