@@ -125,10 +125,7 @@ func TestResyncNeverTakesBackRevoked(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, baseKeys+"kf_bravo=Bravo\n")
 			f := e.startFocus(nil)
-			e.admitJoin(e.dial(), "list", "kf_alpha", "alice")
-			bob := e.dial()
-			e.admitJoin(bob, "list", "kf_bravo", "bob")
-			bare := strings.ToLower(bob.Bare())
+			bob, bare := e.aliceAndBob("list")
 
 			// The focus drops bob's admission; Prosody still lists bob as
 			// a member (for the revoked case: the removal is still queued).
@@ -177,10 +174,7 @@ func TestUnconfirmedRemovalSurvivesRestart(t *testing.T) {
 	e := newEnv(t, baseKeys+"kf_bravo=Bravo\n")
 	statePath := filepath.Join(t.TempDir(), "state.json")
 	f := e.startFocus(func(c *Config) { c.StatePath = statePath })
-	e.admitJoin(e.dial(), "lost", "kf_alpha", "alice")
-	bob := e.dial()
-	e.admitJoin(bob, "lost", "kf_bravo", "bob")
-	bare := strings.ToLower(bob.Bare())
+	bob, bare := e.aliceAndBob("lost")
 
 	// The removal is written and lost: the focus has dropped the admission,
 	// Prosody never saw the change.
@@ -257,10 +251,7 @@ func TestLostRemovalOfAnEndedRoom(t *testing.T) {
 func TestReadmittedDuringPendingRemovalKeepsMembership(t *testing.T) {
 	e := newEnv(t, baseKeys+"kf_bravo=Bravo\nkf_charlie=Charlie\n")
 	f := e.startFocus(nil)
-	e.admitJoin(e.dial(), "race", "kf_alpha", "alice")
-	bob := e.dial()
-	e.admitJoin(bob, "race", "kf_bravo", "bob")
-	bare := strings.ToLower(bob.Bare())
+	bob, bare := e.aliceAndBob("race")
 	room := e.room("race")
 	for i := range 12 {
 		f.mu.Lock()
@@ -291,6 +282,16 @@ func TestReadmittedDuringPendingRemovalKeepsMembership(t *testing.T) {
 	}
 }
 
+// aliceAndBob admits and joins alice (kf_alpha) and bob (kf_bravo) to room,
+// and returns bob and his bare JID.
+func (e *testEnv) aliceAndBob(room string) (*simulate.Participant, string) {
+	e.t.Helper()
+	e.admitJoin(e.dial(), room, "kf_alpha", "alice")
+	bob := e.dial()
+	e.admitJoin(bob, room, "kf_bravo", "bob")
+	return bob, strings.ToLower(bob.Bare())
+}
+
 // snapshotOf returns the snapshot of a key file with content.
 func snapshotOf(t *testing.T, content string) *keys.Snapshot {
 	t.Helper()
@@ -319,10 +320,7 @@ func TestRemovalAfterLateGrantIsPendingToo(t *testing.T) {
 		c.BackoffMax = 5 * time.Second
 	}
 	f := e.startFocus(slow)
-	e.admitJoin(e.dial(), "rr", "kf_alpha", "alice")
-	bob := e.dial()
-	e.admitJoin(bob, "rr", "kf_bravo", "bob")
-	bare := strings.ToLower(bob.Bare())
+	bob, bare := e.aliceAndBob("rr")
 	roomJID := e.room("rr")
 
 	f.mu.Lock()
