@@ -1,6 +1,7 @@
 package focus
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -143,8 +144,12 @@ func (f *Focus) loadState() {
 	f.log.Info("state loaded", "path", f.cfg.StatePath, "rooms", len(st.Rooms), "admissions", n)
 }
 
-// salvageRooms finds the room JIDs on the MUC host in a damaged state file.
+// salvageRooms finds the room JIDs on the MUC host in a damaged state file:
+// those of the "rooms" list, not of "ended" (which is written after it).
 func salvageRooms(data []byte, muc string) []string {
+	if i := bytes.Index(data, []byte(`"ended"`)); i >= 0 {
+		data = data[:i]
+	}
 	re := regexp.MustCompile(`"room"\s*:\s*"([^"\\@/]+@` + regexp.QuoteMeta(muc) + `|` + sealedPrefix + `[A-Za-z0-9_-]+)"`)
 	var out []string
 	for _, m := range re.FindAllSubmatch(data, -1) {

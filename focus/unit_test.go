@@ -106,6 +106,10 @@ func TestSalvageRooms(t *testing.T) {
 	if strings.Join(got, ",") != "a@conference.meet.example,b@conference.meet.example" {
 		t.Errorf("salvaged %v", got)
 	}
+	ended := []byte(`{"version":1,"rooms":[{"room":"a@conference.meet.example"}],"ended":[{"room":"gone@conference.meet.example","destroy":"x"`)
+	if got := salvageRooms(ended, "conference.meet.example"); strings.Join(got, ",") != "a@conference.meet.example" {
+		t.Errorf("salvaged %v from a file with ended rooms, want only a@", got)
+	}
 	if got := salvageRooms([]byte(`{"room":"c@evil.example"}`), "conference.meet.example"); len(got) != 0 {
 		t.Errorf("salvaged a room on another host: %v", got)
 	}
