@@ -50,24 +50,8 @@ func (f *Focus) trackRemoval(c *conn, r *room, aff *xmppEl, bare string, gen uin
 		var regrant *xmppEl
 		if cur := f.rooms[r.jid]; cur != nil && !cur.ending && cur.admitted[bare] != nil && f.conn == c {
 			regrant = f.affiliationIQ(cur, bare, "member", "")
-			adm := cur.admitted[bare]
-			c.track(regrant, func(_ *xmppEl, err error) {
-				if err != nil {
-					if err != errDisconnected {
-						f.log.Warn("granting membership again failed", "room", f.logRoom(cur.jid), "jid", bare, "err", err)
-					}
-					return
-				}
-				// Revoked again while this grant was on its way: the new
-				// removal may have gone first. Remove once more (as after
-				// any grant, see grantAndReplyLocked).
-				f.mu.Lock()
-				again := f.reRevokeLocked(c, cur, map[string]*admission{bare: adm})
-				f.mu.Unlock()
-				if len(again) > 0 {
-					go func() { _ = c.send(context.Background(), again...) }()
-				}
-			})
+			// Its answer removes once more if they were revoked in between.
+			f.trackGrant(c, cur, cur.admitted[bare], regrant)
 		}
 		if dirty {
 			f.markDirty()

@@ -394,31 +394,7 @@ func (f *Focus) grantAndReplyLocked(c *conn, r *room, w *pendingReq) []*xmppEl {
 	if prev == nil {
 		r.admitted[w.adm.JID] = w.adm
 		g := f.affiliationIQ(r, w.adm.JID, "member", "")
-		adm := w.adm
-		c.track(g, func(_ *xmppEl, err error) {
-			if err == errDisconnected {
-				return
-			}
-			if err == nil {
-				// A revocation written while the grant was under way may
-				// have reached Prosody first: remove the membership again.
-				f.mu.Lock()
-				again := f.reRevokeLocked(c, r, map[string]*admission{adm.JID: adm})
-				f.mu.Unlock()
-				if len(again) > 0 {
-					go func() { _ = c.send(context.Background(), again...) }()
-				}
-				return
-			}
-			// Fails closed: without the grant Prosody refuses the join.
-			f.log.Warn("granting membership failed; the requester cannot join", "room", f.logRoom(r.jid), "jid", adm.JID, "fingerprint", adm.Fingerprint, "err", err)
-			f.mu.Lock()
-			if r.admitted[adm.JID] == adm {
-				delete(r.admitted, adm.JID)
-				f.markDirty()
-			}
-			f.mu.Unlock()
-		})
+		f.trackGrant(c, r, w.adm, g)
 		out = append(out, g)
 		f.markDirty()
 	} else if prev.KeyID != w.adm.KeyID {
@@ -428,6 +404,36 @@ func (f *Focus) grantAndReplyLocked(c *conn, r *room, w *pendingReq) []*xmppEl {
 	}
 	out = append(out, f.admittedLocked(r, w))
 	return out
+}
+
+// trackGrant follows the grant g of adm's membership in r. Once Prosody has
+// applied it, a revocation written while it was under way may have reached
+// Prosody first, so the membership is removed again (reRevokeLocked). If it
+// fails, the admission goes: without the grant Prosody refuses the join, and
+// the requester must ask again (fails closed). It never takes f.mu before the
+// answer arrives, so it may be called with f.mu held.
+func (f *Focus) trackGrant(c *conn, r *room, adm *admission, g *xmppEl) {
+	c.track(g, func(_ *xmppEl, err error) {
+		if err == errDisconnected {
+			return
+		}
+		if err == nil {
+			f.mu.Lock()
+			again := f.reRevokeLocked(c, r, map[string]*admission{adm.JID: adm})
+			f.mu.Unlock()
+			if len(again) > 0 {
+				go func() { _ = c.send(context.Background(), again...) }()
+			}
+			return
+		}
+		f.log.Warn("granting membership failed; the requester cannot join", "room", f.logRoom(r.jid), "jid", adm.JID, "fingerprint", adm.Fingerprint, "err", err)
+		f.mu.Lock()
+		if r.admitted[adm.JID] == adm {
+			delete(r.admitted, adm.JID)
+			f.markDirty()
+		}
+		f.mu.Unlock()
+	})
 }
 
 // reRevokeLocked returns an affiliation change to none for every bare JID in
