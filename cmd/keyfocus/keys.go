@@ -156,6 +156,19 @@ func (c *keysCommand) open(mustExist bool) (*keys.Store, error) {
 	return keys.OpenWith(c.keysPath, keys.Options{Logger: slog.New(&lineHandler{w: c.env.Stderr})})
 }
 
+// openNoArgs parses the flags of a command that takes no arguments, then
+// opens the existing key file.
+func (c *keysCommand) openNoArgs(fs *flag.FlagSet, args []string, cmd string) (*keys.Store, error) {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) > 0 {
+		return nil, usageError("%s takes no arguments (got %q)", cmd, pos)
+	}
+	return c.open(true)
+}
+
 // retry runs an edit, reloading and retrying when the file changed under it
 // (another editor, the console of a running keyfocus).
 func retry[T any](s *keys.Store, edit func() (T, error)) (T, error) {
@@ -215,14 +228,7 @@ func form(e *keys.Entry) string {
 func (c *keysCommand) list(args []string) error {
 	fs := c.flagSet("list [--json]")
 	asJSON := fs.Bool("json", false, "print JSON: {\"file\", \"keys\": [...], \"warnings\": [...]}")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usageError("list takes no arguments (got %q)", pos)
-	}
-	s, err := c.open(true)
+	s, err := c.openNoArgs(fs, args, "list")
 	if err != nil {
 		return err
 	}
@@ -495,14 +501,7 @@ func (c *keysCommand) edit(args []string) error {
 func (c *keysCommand) hash(args []string) error {
 	fs := c.flagSet("hash [--mixed-case]")
 	mixed := fs.Bool("mixed-case", false, "hash keys with upper-case letters too (they then match only when sent exactly, as a property)")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usageError("hash takes no arguments (got %q)", pos)
-	}
-	s, err := c.open(true)
+	s, err := c.openNoArgs(fs, args, "hash")
 	if err != nil {
 		return err
 	}
