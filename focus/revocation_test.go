@@ -30,18 +30,7 @@ func TestRevocationWhileDownGoesAheadOfRejoin(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	watcher, err := simulate.Dial(ctx, simulate.Account{Addr: e.srv.C2SAddr, Domain: e.srv.Domain, EventBuffer: 8 * rooms})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = watcher.Close() })
-	names := []string{"victim"}
-	for i := range rooms {
-		names = append(names, fmt.Sprintf("busy%02d", i))
-	}
-	for _, n := range names {
-		e.admitJoin(watcher, n, "kf_alpha", "watcher")
-	}
+	watcher, names := e.watchRooms(ctx, rooms)
 	bob := e.dial()
 	e.admitJoin(bob, "victim", "kf_bravo", "bob")
 	e.stopFocus()
@@ -282,6 +271,25 @@ func TestReadmittedDuringPendingRemovalKeepsMembership(t *testing.T) {
 	}
 }
 
+// watchRooms puts a watcher (kf_alpha) in "victim" and in rooms other rooms
+// ("busy000", ...), and returns it and the rooms' names.
+func (e *testEnv) watchRooms(ctx context.Context, rooms int) (*simulate.Participant, []string) {
+	e.t.Helper()
+	watcher, err := simulate.Dial(ctx, simulate.Account{Addr: e.srv.C2SAddr, Domain: e.srv.Domain, EventBuffer: 8 * rooms})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = watcher.Close() })
+	names := []string{"victim"}
+	for i := range rooms {
+		names = append(names, fmt.Sprintf("busy%03d", i))
+	}
+	for _, n := range names {
+		e.admitJoin(watcher, n, "kf_alpha", "watcher")
+	}
+	return watcher, names
+}
+
 // aliceAndBob admits and joins alice (kf_alpha) and bob (kf_bravo) to room,
 // and returns bob and his bare JID.
 func (e *testEnv) aliceAndBob(room string) (*simulate.Participant, string) {
@@ -400,18 +408,7 @@ func BenchmarkRevokedWhileDown(b *testing.B) {
 			e.startFocus(withState)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
-			watcher, err := simulate.Dial(ctx, simulate.Account{Addr: e.srv.C2SAddr, Domain: e.srv.Domain, EventBuffer: 8 * rooms})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { _ = watcher.Close() })
-			names := []string{"victim"}
-			for i := range rooms {
-				names = append(names, fmt.Sprintf("busy%03d", i))
-			}
-			for _, n := range names {
-				e.admitJoin(watcher, n, "kf_alpha", "watcher")
-			}
+			watcher, names := e.watchRooms(ctx, rooms)
 			victim := e.room("victim")
 			var removed, rejoined time.Duration
 			b.ResetTimer()
