@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyfocus/keyfocus/focus/prosody"
 	"github.com/keyfocus/keyfocus/focus/prosody/prosodytest"
 	"github.com/keyfocus/keyfocus/focus/simulate"
 	"github.com/keyfocus/keyfocus/keys"
@@ -23,6 +24,43 @@ import (
 type tmuxConsole struct {
 	t    *testing.T
 	sock string
+}
+
+// startTmuxConsole runs cmd in a detached tmux session of size WxH (e.g.
+// "120x40") with env added, and waits until the console says it is
+// connected. The session is killed when the test ends.
+func startTmuxConsole(t *testing.T, dir, size string, env []string, cmd ...string) *tmuxConsole {
+	t.Helper()
+	w, h, _ := strings.Cut(size, "x")
+	c := &tmuxConsole{t: t, sock: filepath.Join(dir, "tmux.sock")}
+	args := []string{"-f", "/dev/null", "new-session", "-d", "-s", "kf", "-x", w, "-y", h, "-e", "TERM=xterm-256color"}
+	for _, e := range env {
+		args = append(args, "-e", e)
+	}
+	c.tmux(append(args, cmd...)...)
+	t.Cleanup(func() { exec.Command("tmux", "-S", c.sock, "kill-server").Run() })
+	c.tmux("set-option", "-t", "kf", "remain-on-exit", "on")
+	c.waitFor("● connected")
+	return c
+}
+
+// admitAndJoin dials a participant that requests room with key, joins it
+// as nick, and is closed when the test ends.
+func admitAndJoin(ctx context.Context, t *testing.T, srv *prosody.Server, room, key, nick string) *simulate.Participant {
+	t.Helper()
+	p, err := simulate.Dial(ctx, simulate.Account{Addr: srv.C2SAddr, Domain: srv.Domain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	reply, err := p.RequestConference(ctx, simulate.Request{Room: room, Key: key, Focus: srv.Component})
+	if err != nil || !reply.Admitted() {
+		t.Fatalf("conference request: %+v, %v", reply, err)
+	}
+	if _, err := p.Join(ctx, room, nick); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func (c *tmuxConsole) tmux(args ...string) string {
@@ -113,31 +151,15 @@ func TestConsoleEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c := &tmuxConsole{t: t, sock: filepath.Join(dir, "tmux.sock")}
-	c.tmux("-f", "/dev/null", "new-session", "-d", "-s", "kf", "-x", "120", "-y", "40",
-		"-e", "KEYFOCUS_SECRET_FILE="+secretPath, "-e", "TERM=xterm-256color",
+	c := startTmuxConsole(t, dir, "120x40", []string{"KEYFOCUS_SECRET_FILE=" + secretPath},
 		bin, "run", "--xmpp-addr", srv.ComponentAddr, "--component", srv.Component, "--muc", srv.MUC,
 		"--keys", keyPath, "--log-file", logPath, "--http", "127.0.0.1:0")
-	t.Cleanup(func() { exec.Command("tmux", "-S", c.sock, "kill-server").Run() })
-	c.tmux("set-option", "-t", "kf", "remain-on-exit", "on")
-	c.waitFor("● connected")
 
 	// A participant with the Acme key joins a room.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	p, err := simulate.Dial(ctx, simulate.Account{Addr: srv.C2SAddr, Domain: srv.Domain})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
 	room := "e2e@" + srv.MUC
-	reply, err := p.RequestConference(ctx, simulate.Request{Room: room, Key: acmeKey, Focus: srv.Component})
-	if err != nil || !reply.Admitted() {
-		t.Fatalf("conference request: %+v, %v", reply, err)
-	}
-	if _, err := p.Join(ctx, room, "alice"); err != nil {
-		t.Fatal(err)
-	}
+	p := admitAndJoin(ctx, t, srv, room, acmeKey, "alice")
 	c.waitScreen("alice in the Rooms view", func(s string) bool {
 		return strings.Contains(s, "MEMBERS of e2e (1)") && regexp.MustCompile(`alice\s+Acme\s+`+acme.Fingerprint).MatchString(s)
 	})
@@ -245,28 +267,13 @@ func TestAttachEndToEnd(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	c := &tmuxConsole{t: t, sock: filepath.Join(dir, "tmux.sock")}
-	c.tmux("-f", "/dev/null", "new-session", "-d", "-s", "kf", "-x", "100", "-y", "30", "-e", "TERM=xterm-256color",
+	c := startTmuxConsole(t, dir, "100x30", nil,
 		bin, "attach", "--socket", sock, "--log-file", filepath.Join(dir, "attach.log"))
-	t.Cleanup(func() { exec.Command("tmux", "-S", c.sock, "kill-server").Run() })
-	c.tmux("set-option", "-t", "kf", "remain-on-exit", "on")
-	c.waitFor("● connected")
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	p, err := simulate.Dial(ctx, simulate.Account{Addr: srv.C2SAddr, Domain: srv.Domain})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
 	room := "attached@" + srv.MUC
-	reply, err := p.RequestConference(ctx, simulate.Request{Room: room, Key: key, Focus: srv.Component})
-	if err != nil || !reply.Admitted() {
-		t.Fatalf("conference request: %+v, %v", reply, err)
-	}
-	if _, err := p.Join(ctx, room, "bob"); err != nil {
-		t.Fatal(err)
-	}
+	p := admitAndJoin(ctx, t, srv, room, key, "bob")
 	c.waitFor("MEMBERS of attached (1)")
 
 	// End the room from the attached console: the focus does it.
